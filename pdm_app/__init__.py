@@ -1,0 +1,90 @@
+"""pool-domain-manager: the single authority for tenant subdomains under shared pool
+domains, and for their DNS records at the registrar."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from flask import Flask
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+
+from .config import Settings, load_settings
+from .db import make_engine, make_session_factory
+from .dns_sync import DnsPublisher
+from .jobs import JobRunner
+from .locks import DatabaseLock
+from .logs import configure_logging
+from .registrar import Registrar
+from .services import PoolService
+
+
+@dataclass
+class Pdm:
+    """What the app is wired from; kept on ``app.extensions["pdm"]``."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker
+    registrar: Registrar
+    publisher: DnsPublisher
+    service: PoolService
+    jobs: JobRunner = field(init=False)
+
+    def __post_init__(self):
+        self.jobs = JobRunner(self)
+
+
+def build(settings: Settings, registrar: Registrar | None = None) -> Pdm:
+    """Wire the service. Opens no connection and starts no thread (fork-safe)."""
+    engine = make_engine(settings.database_url)
+    session_factory = make_session_factory(engine)
+    if registrar is None:
+        from .registrar.dynadot import DynadotClient
+
+        registrar = DynadotClient(
+            settings.dynadot_api_url,
+            settings.dynadot_api_key,
+            min_interval=settings.dynadot_min_interval,
+            max_apex_records=settings.max_apex_records,
+            max_subhost_records=settings.max_subhost_records,
+        )
+    publisher = DnsPublisher(
+        session_factory,
+        registrar,
+        # One lock per registrar account: one call in flight per key, and no two
+        # writes of one zone interleaved.
+        DatabaseLock(engine, "pdm-registrar"),
+        record_names=settings.tenant_records,
+        account=settings.dynadot_api_key or "",
+        min_interval=settings.dynadot_min_interval,
+    )
+    service = PoolService(
+        session_factory,
+        publisher,
+        managed_domains=settings.managed_domains,
+        reservation_ttl=settings.reservation_ttl,
+        record_names=settings.tenant_records,
+        max_subhost_records=settings.max_subhost_records,
+        dns_request_budget=settings.dns_request_budget,
+    )
+    return Pdm(settings, engine, session_factory, registrar, publisher, service)
+
+
+def create_app(settings: Settings | None = None, registrar: Registrar | None = None) -> Flask:
+    settings = settings or load_settings()
+    configure_logging(settings)
+    app = Flask(__name__)
+    app.json.sort_keys = False
+    app.extensions["pdm"] = build(settings, registrar)
+
+    from .api import errors, health, pool
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(pool.bp)
+    errors.register_error_handlers(app)
+    logging.getLogger(__name__).info(
+        "pool-domain-manager ready: pools %s, database %s",
+        ",".join(settings.managed_domains), settings.database_url.split("://")[0],
+    )
+    return app

@@ -1,0 +1,192 @@
+"""Settings read from the environment, with the old service's names and defaults.
+
+A bad value raises ``ConfigError`` naming the variable; ``wsgi.py`` turns that into one
+line on stderr and a non-zero exit instead of a traceback.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+
+DEFAULT_POOLS = ("omani.works", "openova.io")
+DEFAULT_DYNADOT_URL = "https://api.dynadot.com/api3.json"
+DEFAULT_TENANT_RECORDS = "*,console,gitea,harbor,admin,api"
+# Local runs without PDM_DATABASE_URL get an embedded SQLite file.
+DEFAULT_LOCAL_DATABASE = "sqlite:///pdm-local.sqlite3"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Go's ``time.ParseDuration`` syntax ("10m", "90s", "1h30m", "500ms", "0") in seconds."""
+    s = text.strip()
+    sign = 1.0
+    if s[:1] in "+-" and s:
+        sign = -1.0 if s[0] == "-" else 1.0
+        s = s[1:]
+    if s == "0":
+        return 0.0
+    if not s:
+        raise ValueError(f"invalid duration {text!r}")
+    total, pos = 0.0, 0
+    while pos < len(s):
+        m = _DURATION_PART.match(s, pos)
+        if not m:
+            raise ValueError(f"invalid duration {text!r}")
+        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        pos = m.end()
+    return sign * total
+
+
+def parse_domain_list(text: str) -> list[str]:
+    """Comma- and/or whitespace-separated names, lower-cased, de-duplicated, in order."""
+    seen: dict[str, None] = {}
+    for item in re.split(r"[,\s]+", text):
+        item = item.strip().lower().rstrip(".")
+        if item:
+            seen.setdefault(item, None)
+    return list(seen)
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept libpq-style ``postgres://``/``postgresql://`` URLs and drive them through
+    psycopg 3 (a bare ``postgresql://`` would make SQLAlchemy pick psycopg2)."""
+    url = url.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+_LABEL = re.compile(r"^(\*|@|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)$")
+
+
+def database_url(env: Mapping[str, str] | None = None) -> str:
+    """PDM_DATABASE_URL, normalised; shared by the app and ``alembic/env.py``."""
+    env = os.environ if env is None else env
+    url = normalise_database_url(env.get("PDM_DATABASE_URL", "").strip() or DEFAULT_LOCAL_DATABASE)
+    if not re.match(r"^(postgresql\+psycopg|sqlite(\+pysqlite)?)://", url):
+        raise ConfigError("PDM_DATABASE_URL must be a postgres://, postgresql:// or sqlite:/// URL")
+    return url
+
+
+def parse_tenant_records(text: str) -> tuple[str, ...]:
+    names = parse_domain_list(text)
+    if not names or any(not _LABEL.match(n) for n in names):
+        raise ValueError(f"invalid record list {text!r}")
+    return tuple(names)
+
+
+LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING", "error": "ERROR"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_LOCAL_DATABASE
+    managed_domains: tuple[str, ...] = DEFAULT_POOLS
+    reservation_ttl: float = 600.0
+    sweeper_interval: float = 30.0
+    log_level: str = "INFO"
+    port: int = 8080
+    dynadot_api_url: str = DEFAULT_DYNADOT_URL
+    dynadot_api_key: str | None = field(default=None, repr=False)
+    dynadot_api_secret: str | None = field(default=None, repr=False)
+    dynadot_min_interval: float = 1.0
+    tenant_records: tuple[str, ...] = tuple(DEFAULT_TENANT_RECORDS.split(","))
+    # Dynadot's set_dns2 carries at most 20 apex and 100 sub-host records.
+    max_apex_records: int = 20
+    max_subhost_records: int = 100
+    # How long a commit/release waits for the registrar before answering 202.
+    dns_request_budget: float = 10.0
+    # How often the background job retries pending DNS work.
+    dns_retry_interval: float = 15.0
+    # Whether this process runs the background jobs (they elect one leader anyway).
+    run_jobs: bool = True
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _duration(env: Mapping[str, str], name: str, default: float, *, positive: bool = True) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = parse_duration(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a Go duration (like 10m, 90s, 1h30m, 500ms)") from None
+    if value < 0 or (positive and value == 0):
+        raise ConfigError(f"{name}={raw!r} must be {'greater than' if positive else 'at least'} zero")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={raw!r} must be between {low} and {high}")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    domains = parse_domain_list(env.get("DYNADOT_MANAGED_DOMAINS", ""))
+    if not domains:
+        domains = parse_domain_list(env.get("DYNADOT_DOMAIN", ""))
+    if not domains:
+        domains = list(DEFAULT_POOLS)
+
+    level = env.get("PDM_LOG_LEVEL", "info").strip().lower() or "info"
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"PDM_LOG_LEVEL={level!r} must be one of debug, info, warn, error")
+
+    url = database_url(env)
+
+    raw_records = env.get("PDM_TENANT_RECORDS", "").strip() or DEFAULT_TENANT_RECORDS
+    try:
+        tenant_records = parse_tenant_records(raw_records)
+    except ValueError:
+        raise ConfigError(
+            f"PDM_TENANT_RECORDS={raw_records!r} must list DNS labels, '*' or '@', comma-separated"
+        ) from None
+
+    api_key = env.get("DYNADOT_API_KEY", "").strip()
+    if not api_key:
+        raise ConfigError("DYNADOT_API_KEY is required (the registrar key; tests and local runs use the fake's key)")
+
+    run_jobs = env.get("PDM_RUN_JOBS", "true").strip().lower()
+    if run_jobs not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"PDM_RUN_JOBS={run_jobs!r} must be true or false")
+
+    return Settings(
+        database_url=url,
+        managed_domains=tuple(sorted(domains)),
+        reservation_ttl=_duration(env, "PDM_RESERVATION_TTL", 600.0),
+        sweeper_interval=_duration(env, "PDM_SWEEPER_INTERVAL", 30.0),
+        log_level=LOG_LEVELS[level],
+        port=_int(env, "PORT", 8080, low=1, high=65535),
+        dynadot_api_url=env.get("DYNADOT_API_URL", "").strip() or DEFAULT_DYNADOT_URL,
+        dynadot_api_key=api_key,
+        dynadot_api_secret=env.get("DYNADOT_API_SECRET", "").strip() or None,
+        dynadot_min_interval=_duration(env, "DYNADOT_MIN_INTERVAL", 1.0, positive=False),
+        tenant_records=tenant_records,
+        max_apex_records=_int(env, "PDM_MAX_APEX_RECORDS", 20, low=1, high=20),
+        max_subhost_records=_int(env, "PDM_MAX_SUBHOST_RECORDS", 100, low=1, high=100),
+        dns_request_budget=_duration(env, "PDM_DNS_REQUEST_BUDGET", 10.0),
+        dns_retry_interval=_duration(env, "PDM_DNS_RETRY_INTERVAL", 15.0),
+        run_jobs=run_jobs in ("true", "1", "yes"),
+    )

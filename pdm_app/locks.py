@@ -1,0 +1,140 @@
+"""Named locks that hold across threads, gunicorn workers and replicas.
+
+PostgreSQL: a session-level advisory lock on a connection of its own, so the lock dies
+with the process (or its connection) and never outlives a crash. SQLite (one node): an
+``flock`` on a file beside the database, which likewise dies with the process.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import threading
+import time
+
+from sqlalchemy import Connection, Engine, text
+
+_POLL = 0.05
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for ``pg_advisory_lock``."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+class LockTimeout(Exception):
+    pass
+
+
+class DatabaseLock:
+    """One holder at a time per name, deployment-wide. Not re-entrant."""
+
+    def __init__(self, engine: Engine, name: str):
+        self.engine = engine
+        self.name = name
+        self._conn: Connection | None = None
+        self._fd: int | None = None
+        # flock and advisory locks are shared by the threads of one holder, so threads of
+        # one process also queue on this.
+        self._local = threading.Lock()
+        self._held = False
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds (forever if None; 0 = just try)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._local.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
+            return False
+        try:
+            while True:
+                if self._try_acquire():
+                    self._held = True
+                    return True
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._local.release()
+                    return False
+                time.sleep(_POLL)
+        except BaseException:
+            self._local.release()
+            raise
+
+    def _try_acquire(self) -> bool:
+        if self.engine.dialect.name == "postgresql":
+            conn = self.engine.connect()
+            try:
+                got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": advisory_key(self.name)}).scalar()
+                conn.commit()
+            except BaseException:
+                conn.close()
+                raise
+            if got:
+                self._conn = conn
+                return True
+            conn.close()
+            return False
+        fd = os.open(self._lock_path(), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def _lock_path(self) -> str:
+        database = self.engine.url.database or ""
+        base = database if database and database != ":memory:" else os.path.join(os.getcwd(), "pdm-memory")
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.name)
+        return f"{base}.{safe}.lock"
+
+    def is_alive(self) -> bool:
+        """Whether a held lock is still ours (its connection still answers)."""
+        if not self._held:
+            return False
+        if self._conn is None:
+            return True
+        try:
+            self._conn.execute(text("SELECT 1"))
+            self._conn.commit()
+            return True
+        except Exception:
+            self._drop()
+            return False
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        try:
+            if self._conn is not None:
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": advisory_key(self.name)})
+                self._conn.commit()
+        except Exception:
+            # A broken connection took the lock with it; make sure the pool forgets it.
+            if self._conn is not None:
+                self._conn.invalidate()
+        finally:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                pass
+            self._conn = None
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+        if self._held:
+            self._held = False
+            self._local.release()
+
+    def __enter__(self) -> "DatabaseLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -1,0 +1,126 @@
+"""Tables. Alembic owns the schema (``alembic/versions``); these mappings must agree
+with it, which ``tests/test_migrations.py`` checks."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator):
+    """Always hands back aware UTC datetimes (SQLite stores naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        if value is not None and dialect.name == "sqlite":
+            return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+# BIGINT on PostgreSQL, INTEGER (the rowid alias, so it autoincrements) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class PoolAllocation(Base):
+    __tablename__ = "pool_allocations"
+
+    pool_domain: Mapped[str] = mapped_column(Text, primary_key=True)
+    subdomain: Mapped[str] = mapped_column(Text, primary_key=True)
+    state: Mapped[str] = mapped_column(Text)
+    reserved_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # SHA-256 of the reservation token: enough to check a commit or recognise its retry,
+    # useless to anyone who reads the table.
+    reservation_token: Mapped[str] = mapped_column(String(64))
+    sovereign_fqdn: Mapped[str | None] = mapped_column(Text, nullable=True)
+    load_balancer_ip: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint("state IN ('reserved', 'active')", name="state"),
+        Index(
+            "ix_pool_allocations_expires_at_reserved",
+            "expires_at",
+            postgresql_where=text("state = 'reserved'"),
+            sqlite_where=text("state = 'reserved'"),
+        ),
+        Index("ix_pool_allocations_pool_domain_state", "pool_domain", "state"),
+    )
+
+
+class DnsWork(Base):
+    """A DNS change owed to the registrar, written in the same transaction as the row
+    change that implies it and deleted once the registrar holds it."""
+
+    __tablename__ = "dns_work"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    pool_domain: Mapped[str] = mapped_column(Text)
+    subdomain: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint("action IN ('publish', 'remove')", name="action"),
+        Index("ix_dns_work_pool_domain_id", "pool_domain", "id"),
+    )
+
+
+class PoolZone(Base):
+    """Per pool: what the last zone read showed besides tenant records (so a commit can
+    tell without a registrar call whether the zone still has room), and the row a commit
+    locks to make that check race-free."""
+
+    __tablename__ = "pool_zones"
+
+    pool_domain: Mapped[str] = mapped_column(Text, primary_key=True)
+    foreign_subhost_records: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class RegistrarAccount(Base):
+    """When the registrar was last called with a key (identified by a hash, never the
+    key), so pacing holds across processes."""
+
+    __tablename__ = "registrar_accounts"
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_call_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

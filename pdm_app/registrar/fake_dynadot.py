@@ -1,0 +1,447 @@
+"""A fake of Dynadot's ``api3.json`` on loopback, strict where Dynadot is.
+
+A real HTTP server (``ThreadingHTTPServer`` in a daemon thread) so the client's whole
+stack -- requests, urllib3 retries, timeouts, sockets -- is exercised. It serves
+``get_dns`` and ``set_dns2`` for seeded domains, records every request, counts requests
+in flight (Dynadot serves one at a time per key) and injects faults on demand.
+
+Shapes follow ``/work/shared/docs/dynadot.md`` and the sources listed in ``dynadot.py``.
+Where Dynadot's behaviour is undocumented the fake assumes the less forgiving answer:
+
+* ``set_dns2`` without ``ttl`` resets the zone TTL to 3600 (so a client that forgets to
+  carry the TTL is caught); with ``ttl`` the zone takes it.
+* A replace-mode ``set_dns2`` switches the domain to "Dynadot DNS" -- exactly why a
+  client must never write a zone that uses other name servers.
+* Record types come back upper-case ("A", "MX") and ``Value2`` only when non-empty.
+* A "timeout" fault holds the request ``hang_seconds`` (or until ``stop()``) and then
+  drops it unprocessed.
+
+Faults (``inject``) act before the command runs, so a failed ``set_dns2`` changes
+nothing: ``http500`` (HTML 500), ``timeout``, ``badjson`` (200, not JSON), ``error``
+("problem with connection to main server"), ``throttle`` ("Too many requests..." in the
+generic ``Response`` envelope), ``reset`` (RST, no answer) and ``raw`` (a given status
+and body, for malformed answers).
+
+Run ``python -m pdm_app.registrar.fake_dynadot --port 8081 --key dev-key --domains
+omani.works,openova.io`` for local development.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+from copy import deepcopy
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from .zone import Record, Zone
+
+FAULTS = ("http500", "timeout", "badjson", "error", "throttle", "reset", "raw")
+APEX_TYPES = frozenset({"a", "aaaa", "cname", "forward", "txt", "mx", "stealth", "email"})
+SUBHOST_TYPES = APEX_TYPES | {"srv"}
+# Types whose recordx is required by the api3 page (MX distance, forward type, ...).
+NEEDS_X = frozenset({"mx", "forward", "stealth", "email"})
+DEFAULT_TTL = 3600
+
+INVALID_FIELD = "Invalid field in API request"
+MAIN_SERVER = "problem with connection to main server"
+THROTTLED = "Too many requests. Please try again in 1 minute after."
+
+_PARAM = re.compile(
+    r"^(?:(?P<main>main_record_type|main_recordx|main_record)(?P<mi>0|[1-9][0-9]?)"
+    r"|(?P<sub>subdomain|sub_record_type|sub_recordx|sub_record)(?P<si>0|[1-9][0-9]?))$"
+)
+_FIXED_PARAMS = frozenset({"key", "command", "domain", "ttl", "add_dns_to_current_setting"})
+_RESPONSE_NAMES = {"get_dns": "GetDnsResponse", "set_dns2": "SetDnsResponse"}
+
+
+@dataclass
+class _Fault:
+    kind: str
+    times: int
+    command: str | None
+    body: str = ""
+    status: int = 200
+
+
+@dataclass
+class _Domain:
+    records: list[Record]
+    ttl: int | None
+    ns_type: str
+
+
+class _ApiError(Exception):
+    pass
+
+
+class FakeDynadot:
+    """``FakeDynadot(api_key).start()``; ``.url``, ``.seed()``, ``.zone()``, ``.calls``,
+    ``.inject()``, ``.latency``, ``.hang_seconds``, ``.max_in_flight``; ``stop()`` refuses
+    connections until the next ``start()`` (same port, same state)."""
+
+    def __init__(self, api_key: str = "test-key", host: str = "127.0.0.1", port: int = 0):
+        self.api_key = api_key
+        self.host = host
+        self.port = port
+        self.hang_seconds: float = 30.0
+        self.latency: float = 0.0
+        self.max_in_flight = 0
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._domains: dict[str, _Domain] = {}
+        self._calls: list[tuple[str, dict[str, str]]] = []
+        self._faults: list[_Fault] = []
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/api3.json"
+
+    def start(self) -> "FakeDynadot":
+        """Listen (again, on the same port after a ``stop()``) and serve in a thread."""
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        server = ThreadingHTTPServer((self.host, self.port), self._handler_class())
+        server.daemon_threads = True
+        server.block_on_close = False  # stop() must not wait for a hung request
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"fake-dynadot:{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening: further connections are refused. State and faults persist."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()  # wakes requests held by "timeout" or latency
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "FakeDynadot":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- state ------------------------------------------------------------------------
+
+    def seed(self, domain: str, records: list[Record], ttl: int | None = 300, ns_type: str = "Dynadot DNS") -> None:
+        """Put ``domain`` in the account with exactly ``records`` (no size limit: the
+        registrar may hold more than one write can carry)."""
+        recs = [Record(r.host.lower(), r.rtype.lower(), r.value, r.extra) for r in records]
+        with self._lock:
+            self._domains[domain.strip().lower()] = _Domain(recs, ttl, ns_type)
+
+    def zone(self, domain: str) -> Zone:
+        with self._lock:
+            state = self._domains[domain.strip().lower()]
+            apex = [r for r in state.records if r.is_apex]
+            subs = [r for r in state.records if not r.is_apex]
+            return Zone(domain.strip().lower(), apex + subs, state.ttl)
+
+    def ns_type(self, domain: str) -> str:
+        with self._lock:
+            return self._domains[domain.strip().lower()].ns_type
+
+    @property
+    def calls(self) -> list[tuple[str, dict[str, str]]]:
+        with self._lock:
+            return deepcopy(self._calls)
+
+    def reset_calls(self) -> None:
+        with self._lock:
+            self._calls.clear()
+            self.max_in_flight = self._in_flight
+
+    def inject(self, fault: str, times: int = 1, command: str | None = None, *, body: str = "",
+               status: int = 200) -> None:
+        """Make the next ``times`` requests (of ``command``, or any) fail with ``fault``.
+        ``raw`` answers ``status`` with ``body`` verbatim (for malformed answers)."""
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; one of {FAULTS}")
+        with self._lock:
+            self._faults.append(_Fault(fault, times, command, body, status))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _take_fault(self, command: str) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.times > 0 and fault.command in (None, command):
+                    fault.times -= 1
+                    return fault
+        return None
+
+    # -- HTTP -------------------------------------------------------------------------
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "FakeDynadot/1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # the request line carries the key: never print it
+
+            def do_GET(self) -> None:
+                fake._serve(self)
+
+            def _not_allowed(self) -> None:
+                fake._send_json(self, 405, _error("Response", "only GET is supported"))
+
+            do_POST = do_PUT = do_DELETE = do_PATCH = _not_allowed
+
+        return Handler
+
+    def _serve(self, h: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            self._serve_counted(h)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _serve_counted(self, h: BaseHTTPRequestHandler) -> None:
+        split = urlsplit(h.path)
+        pairs = parse_qsl(split.query, keep_blank_values=True)
+        params = dict(pairs)
+        command = params.get("command", "")
+        with self._lock:
+            self._calls.append((command, dict(params)))
+        if self.latency > 0 and self._stopping.wait(self.latency):
+            return _drop(h)
+        if split.path != "/api3.json":
+            return self._send_json(h, 404, _error("Response", "not found"))
+
+        fault = self._take_fault(command)
+        envelope_name = _RESPONSE_NAMES.get(command, "Response")
+        if fault is not None:
+            if fault.kind == "http500":
+                body = b"<html><body><h1>500 Internal Server Error</h1></body></html>"
+                return self._send(h, 500, body, "text/html")
+            if fault.kind == "timeout":
+                self._stopping.wait(self.hang_seconds)
+                return _drop(h)
+            if fault.kind == "badjson":
+                return self._send(h, 200, b"<html>Service temporarily unavailable", "text/html")
+            if fault.kind == "error":
+                return self._send_json(h, 200, _error(envelope_name, MAIN_SERVER))
+            if fault.kind == "throttle":
+                return self._send_json(h, 200, _error("Response", THROTTLED))
+            if fault.kind == "reset":
+                return _reset(h)
+            return self._send(h, fault.status, fault.body.encode(), "application/json")
+
+        if len(pairs) != len(params):
+            return self._send_json(h, 200, _error(envelope_name, INVALID_FIELD))
+        if params.get("key") != self.api_key:
+            return self._send_json(h, 200, _error("Response", "invalid key"))
+        try:
+            if command == "get_dns":
+                answer = self._get_dns(params)
+            elif command == "set_dns2":
+                answer = self._set_dns2(params)
+            else:
+                return self._send_json(h, 200, _error("Response", "invalid command"))
+        except _ApiError as exc:
+            answer = _error(envelope_name, str(exc))
+        self._send_json(h, 200, answer)
+
+    def _send_json(self, h: BaseHTTPRequestHandler, status: int, payload: dict[str, Any]) -> None:
+        self._send(h, status, json.dumps(payload).encode(), "application/json")
+
+    @staticmethod
+    def _send(h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str) -> None:
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", ctype)
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+        except OSError:
+            pass  # the client gave up
+
+    # -- commands ---------------------------------------------------------------------
+
+    def _known_domains(self, params: dict[str, str]) -> list[str]:
+        names = [d.strip().lower() for d in params.get("domain", "").split(",") if d.strip()]
+        if not names:
+            raise _ApiError("domain is required")
+        with self._lock:
+            missing = [d for d in names if d not in self._domains]
+        if missing:
+            raise _ApiError(f"{missing[0]} is not in your account")
+        return names
+
+    def _get_dns(self, params: dict[str, str]) -> dict[str, Any]:
+        if set(params) - {"key", "command", "domain"}:
+            raise _ApiError(INVALID_FIELD)
+        names = self._known_domains(params)
+        if len(names) != 1:
+            raise _ApiError("get_dns takes one domain")
+        with self._lock:
+            state = deepcopy(self._domains[names[0]])
+        settings: dict[str, Any] = {"Type": state.ns_type}
+        if state.ns_type == "Dynadot DNS":
+            settings["MainDomains"] = [_shown(r) for r in state.records if r.is_apex]
+            settings["SubDomains"] = [{"Subhost": r.host, **_shown(r)} for r in state.records if not r.is_apex]
+            settings["TTL"] = "" if state.ttl is None else str(state.ttl)
+        else:
+            settings["NameServers"] = [{"ServerName": "ns1.elsewhere.example"}, {"ServerName": "ns2.elsewhere.example"}]
+        return {"GetDnsResponse": {"ResponseCode": "0", "Status": "success", "GetDns": {"NameServerSettings": settings}}}
+
+    def _set_dns2(self, params: dict[str, str]) -> dict[str, Any]:
+        main: dict[int, dict[str, str]] = {}
+        sub: dict[int, dict[str, str]] = {}
+        for name, value in params.items():
+            if name in _FIXED_PARAMS:
+                continue
+            m = _PARAM.match(name)
+            if m is None:
+                raise _ApiError(INVALID_FIELD)  # unknown names, `secret`, indices past 19 / 99
+            if m["main"]:
+                index = int(m["mi"])
+                if index > 19:
+                    raise _ApiError(INVALID_FIELD)
+                main.setdefault(index, {})[m["main"]] = value
+            else:
+                sub.setdefault(int(m["si"]), {})[m["sub"]] = value
+
+        append_flag = params.get("add_dns_to_current_setting", "").strip().lower()
+        if append_flag not in ("", "0", "no", "1", "yes"):
+            raise _ApiError(INVALID_FIELD)
+        append = append_flag in ("1", "yes")
+        ttl: int | None = None
+        if "ttl" in params:
+            if not params["ttl"].isdigit() or int(params["ttl"]) <= 0:
+                raise _ApiError("invalid ttl")
+            ttl = int(params["ttl"])
+
+        records: list[Record] = []
+        for index in sorted(main):
+            f = main[index]
+            records.append(_record("", f.get("main_record_type", ""), f.get("main_record", ""),
+                                   f.get("main_recordx", ""), APEX_TYPES))
+        for index in sorted(sub):
+            f = sub[index]
+            host = f.get("subdomain", "").strip().lower()
+            if not host:
+                raise _ApiError(f"subdomain{index} is missing")
+            records.append(_record(host, f.get("sub_record_type", ""), f.get("sub_record", ""),
+                                   f.get("sub_recordx", ""), SUBHOST_TYPES))
+        if append and not main:
+            # Public clients: an append that carries no apex record is refused.
+            raise _ApiError(INVALID_FIELD)
+        names = self._known_domains(params)
+        with self._lock:
+            for name in names:
+                state = self._domains[name]
+                state.records = (state.records + records) if append else list(records)
+                if ttl is not None:
+                    state.ttl = ttl
+                elif not append:
+                    state.ttl = DEFAULT_TTL
+                state.ns_type = "Dynadot DNS"
+        return {"SetDnsResponse": {"ResponseCode": 0, "Status": "success"}}
+
+
+def _record(host: str, rtype: str, value: str, extra: str, allowed: frozenset[str]) -> Record:
+    if not rtype or not value:
+        raise _ApiError("a record needs both a type and a value")
+    if rtype not in allowed:  # the api3 page lists the types in lower case
+        raise _ApiError(f"invalid record type {rtype}")
+    if rtype in NEEDS_X and not extra:
+        raise _ApiError(f"{rtype} record needs its recordx value")
+    if rtype == "mx" and not extra.isdigit():
+        raise _ApiError("invalid mx distance")
+    return Record(host, rtype, value, extra)
+
+
+def _shown(record: Record) -> dict[str, str]:
+    shown = {"RecordType": record.rtype.upper(), "Value": record.value}
+    if record.extra:
+        shown["Value2"] = record.extra
+    return shown
+
+
+def _error(envelope: str, message: str) -> dict[str, Any]:
+    return {envelope: {"ResponseCode": "-1", "Status": "error", "Error": message}}
+
+
+def _drop(h: BaseHTTPRequestHandler) -> None:
+    h.close_connection = True
+    try:
+        h.connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _reset(h: BaseHTTPRequestHandler) -> None:
+    """Close with an RST and no answer."""
+    h.close_connection = True
+    try:
+        h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        h.connection.close()
+    except OSError:
+        pass
+
+
+def dev_zone(domain: str) -> list[Record]:
+    """A realistic pool zone: parking A, MX with distance, SPF, www."""
+    return [
+        Record("", "a", "185.53.179.128"),
+        Record("", "mx", f"mx1.{domain}", "10"),
+        Record("", "txt", "v=spf1 mx ~all"),
+        Record("www", "cname", domain),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Fake Dynadot api3.json for local development")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--key", default="dev-key", help="the API key the fake accepts")
+    parser.add_argument("--domains", default="omani.works,openova.io", help="comma-separated domains to seed")
+    args = parser.parse_args(argv)
+    fake = FakeDynadot(api_key=args.key, host=args.host, port=args.port)
+    for domain in [d.strip().lower() for d in args.domains.split(",") if d.strip()]:
+        fake.seed(domain, dev_zone(domain), ttl=300)
+    done = threading.Event()
+    # Explicit handlers: a shell may start background jobs with SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: done.set())
+    fake.start()
+    print(f"fake Dynadot listening on {fake.url} (domains: {args.domains}); Ctrl-C to stop", flush=True)
+    try:
+        while not done.wait(0.5):
+            pass
+    finally:
+        fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Configuration from the environment, with the old service's names and defaults."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pdm_app.config import ConfigError, load_settings, normalise_database_url, parse_duration
+
+KEY = {"DYNADOT_API_KEY": "k"}
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("10m", 600), ("90s", 90), ("1h30m", 5400), ("500ms", 0.5), ("0", 0), ("1.5s", 1.5), ("2h", 7200),
+     ("1m30s500ms", 90.5), ("250us", 0.00025)],
+)
+def test_go_durations(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["10", "ten", "10 m", "m", "1d", "", "1h-30m"])
+def test_bad_durations(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_defaults():
+    s = load_settings(KEY)
+    assert s.managed_domains == ("omani.works", "openova.io")
+    assert s.reservation_ttl == 600 and s.sweeper_interval == 30 and s.port == 8080
+    assert s.dynadot_api_url == "https://api.dynadot.com/api3.json"
+    assert s.dynadot_min_interval == 1.0
+    assert s.tenant_records == ("*", "console", "gitea", "harbor", "admin", "api")
+    assert s.database_url.startswith("sqlite:///")
+    assert s.log_level == "INFO"
+
+
+def test_managed_domains_rules():
+    s = load_settings({**KEY, "DYNADOT_MANAGED_DOMAINS": " Omani.Works, openova.io\n omani.works  x.io,,"})
+    assert s.managed_domains == ("omani.works", "openova.io", "x.io")
+    assert load_settings({**KEY, "DYNADOT_DOMAIN": "Legacy.IO"}).managed_domains == ("legacy.io",)
+    both = load_settings({**KEY, "DYNADOT_DOMAIN": "legacy.io", "DYNADOT_MANAGED_DOMAINS": "a.io"})
+    assert both.managed_domains == ("a.io",)
+    assert load_settings({**KEY, "DYNADOT_MANAGED_DOMAINS": " , "}).managed_domains == ("omani.works", "openova.io")
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("postgres://u:p@db:5432/pdm", "postgresql+psycopg://u:p@db:5432/pdm"),
+        ("postgresql://u@db/pdm?sslmode=require", "postgresql+psycopg://u@db/pdm?sslmode=require"),
+        ("postgresql+psycopg://u@db/pdm", "postgresql+psycopg://u@db/pdm"),
+        ("sqlite:///x.db", "sqlite:///x.db"),
+    ],
+)
+def test_database_urls(given, expected):
+    assert normalise_database_url(given) == expected
+    assert load_settings({**KEY, "PDM_DATABASE_URL": given}).database_url == expected
+
+
+def test_durations_and_records_from_env():
+    s = load_settings({**KEY, "PDM_RESERVATION_TTL": "1h30m", "PDM_SWEEPER_INTERVAL": "500ms",
+                       "DYNADOT_MIN_INTERVAL": "0s", "PDM_TENANT_RECORDS": "@, *,api", "PDM_LOG_LEVEL": "warn"})
+    assert (s.reservation_ttl, s.sweeper_interval, s.dynadot_min_interval) == (5400, 0.5, 0)
+    assert s.tenant_records == ("@", "*", "api")
+    assert s.log_level == "WARNING"
+
+
+@pytest.mark.parametrize(
+    "env, name",
+    [
+        ({"PDM_RESERVATION_TTL": "ten minutes"}, "PDM_RESERVATION_TTL"),
+        ({"PDM_SWEEPER_INTERVAL": "0s"}, "PDM_SWEEPER_INTERVAL"),
+        ({"DYNADOT_MIN_INTERVAL": "-1s"}, "DYNADOT_MIN_INTERVAL"),
+        ({"PORT": "http"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"PDM_LOG_LEVEL": "loud"}, "PDM_LOG_LEVEL"),
+        ({"PDM_DATABASE_URL": "mysql://x"}, "PDM_DATABASE_URL"),
+        ({"PDM_TENANT_RECORDS": "a b_c"}, "PDM_TENANT_RECORDS"),
+        ({"PDM_MAX_SUBHOST_RECORDS": "500"}, "PDM_MAX_SUBHOST_RECORDS"),
+        ({"DYNADOT_API_KEY": ""}, "DYNADOT_API_KEY"),
+    ],
+)
+def test_bad_values_name_the_variable(env, name):
+    with pytest.raises(ConfigError, match=name):
+        load_settings({**KEY, **env})
+
+
+def test_bad_value_stops_start_up_with_one_line(tmp_path):
+    env = {**os.environ, "DYNADOT_API_KEY": "k", "PDM_RESERVATION_TTL": "forever",
+           "PDM_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", "import wsgi"], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "PDM_RESERVATION_TTL" in lines[0] and "Traceback" not in result.stderr

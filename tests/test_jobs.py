@@ -1,0 +1,94 @@
+"""Background jobs: the sweeper, and one leader across processes that hands over when it
+dies."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import POOL, ROOT, make_settings
+from pdm_app import create_app
+from pdm_app.locks import DatabaseLock
+
+
+def test_sweeper_deletes_only_lapsed_reservations(app, client):
+    service = app.extensions["pdm"].service
+    service.reservation_ttl = 0
+    client.post(f"/api/v1/pool/{POOL}/reserve", json={"subdomain": "gone"})
+    service.reservation_ttl = 600
+    client.post(f"/api/v1/pool/{POOL}/reserve", json={"subdomain": "kept"})
+    token = client.post(f"/api/v1/pool/{POOL}/reserve", json={"subdomain": "live"}).get_json()["reservationToken"]
+    client.post(f"/api/v1/pool/{POOL}/commit", json={"subdomain": "live", "reservationToken": token,
+                                                      "loadBalancerIP": "198.51.100.7"})
+    assert service.sweep() == 1
+    assert [a.subdomain for a in service.list_pool(POOL).allocations] == ["kept", "live"]
+    assert service.sweep() == 0
+
+
+def test_one_leader_among_apps(db_url, fake):
+    apps = [create_app(make_settings(db_url, fake)) for _ in range(3)]
+    runners = [a.extensions["pdm"].jobs for a in apps]
+    leaders = [r.is_leader() for r in runners]
+    assert leaders.count(True) == 1
+    # the others' ticks do nothing
+    followers = [r for r, lead in zip(runners, leaders) if not lead]
+    assert all(r.sweep() == 0 for r in followers)
+    # the leader goes away: exactly one follower takes over
+    runners[leaders.index(True)].stop()
+    assert [r.is_leader() for r in followers].count(True) == 1
+    for a in apps:
+        a.extensions["pdm"].jobs.stop()
+        a.extensions["pdm"].engine.dispose()
+
+
+HOLDER = """
+import sys, time
+from pdm_app.db import make_engine
+from pdm_app.locks import DatabaseLock
+lock = DatabaseLock(make_engine(sys.argv[1]), "pdm-jobs")
+assert lock.acquire(timeout=5)
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_leader_killed_hands_over(db_url):
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, db_url], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        from pdm_app.db import make_engine
+
+        engine = make_engine(db_url)
+        lock = DatabaseLock(engine, "pdm-jobs")
+        assert not lock.acquire(timeout=0.3)
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(10)
+        assert lock.acquire(timeout=10)
+        lock.release()
+        engine.dispose()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+
+
+def test_scheduler_runs_the_jobs(db_url, fake):
+    from dataclasses import replace
+
+    settings = replace(make_settings(db_url, fake), sweeper_interval=0.2, dns_retry_interval=0.2, run_jobs=True)
+    app = create_app(settings)
+    service = app.extensions["pdm"].service
+    service.reservation_ttl = 0
+    app.test_client().post(f"/api/v1/pool/{POOL}/reserve", json={"subdomain": "gone"})
+    app.extensions["pdm"].jobs.start()
+    try:
+        deadline = time.monotonic() + 10
+        while service.list_pool(POOL).allocations and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert service.list_pool(POOL).allocations == []
+    finally:
+        app.extensions["pdm"].jobs.stop()
+        app.extensions["pdm"].engine.dispose()

@@ -1,0 +1,163 @@
+"""The service as it runs in production: gunicorn processes, killed without warning."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+
+from conftest import API_KEY, BASE_FOREIGN, POOL, POOLS, ROOT, foreign_records, tenant_records
+
+pytestmark = pytest.mark.slow
+LB = "198.51.100.7"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gunicorn:
+    def __init__(self, db_url, fake, **env):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "PORT": str(self.port),
+            "PDM_DATABASE_URL": db_url,
+            "DYNADOT_API_URL": fake.url,
+            "DYNADOT_API_KEY": API_KEY,
+            "DYNADOT_MANAGED_DOMAINS": ",".join(POOLS),
+            "DYNADOT_MIN_INTERVAL": "0s",
+            "PDM_DNS_RETRY_INTERVAL": "1s",
+            "PDM_SWEEPER_INTERVAL": "1s",
+            "GUNICORN_WORKERS": "2",
+            **env,
+        }
+        self.proc = None
+
+    def start(self):
+        self.log = open(os.devnull, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            assert self.proc.poll() is None, "gunicorn exited"
+            time.sleep(0.1)
+        raise AssertionError("gunicorn did not come up")
+
+    def kill(self):
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+def test_gunicorn_serves_the_contract(db_url, fake):
+    server = Gunicorn(db_url, fake).start()
+    try:
+        api = f"{server.url}/api/v1/pool/{POOL}"
+        assert requests.get(f"{api}/check", params={"sub": "acme"}).json() == {"available": True, "fqdn": f"acme.{POOL}"}
+        r = requests.post(f"{api}/reserve", json={"subdomain": "acme"})
+        assert r.status_code == 201
+        token = r.json()["reservationToken"]
+        assert requests.post(f"{api}/reserve", json={"subdomain": "acme"}).json()["error"] == "conflict"
+        r = requests.post(f"{api}/commit", json={"subdomain": "acme", "reservationToken": token,
+                                                 "sovereignFQDN": "acme.example", "loadBalancerIP": LB})
+        assert r.status_code == 200 and r.json()["state"] == "active"
+        assert len(tenant_records(fake.zone(POOL), "acme")) == 6
+        listing = requests.get(f"{api}/list").json()
+        assert [a["subdomain"] for a in listing["allocations"]] == ["acme"]
+        r = requests.post(f"{api}/reserve", data="{oops", headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"] == "invalid-json"
+        r = requests.delete(f"{api}/release", params={"sub": "acme"})
+        assert r.status_code == 200 and r.json()["freed"]["subdomain"] == "acme"
+        assert tenant_records(fake.zone(POOL), "acme") == {}
+        assert foreign_records(fake.zone(POOL), []) == BASE_FOREIGN
+    finally:
+        server.stop()
+
+
+def test_killed_between_row_commit_and_registrar_then_restart_publishes(db_url, fake):
+    """SIGKILL the whole server while a commit's registrar call hangs (the row is
+    committed, nothing is written): after a restart, the records are published."""
+    fake.hang_seconds = 60
+    fake.inject("timeout", times=1, command="get_dns")
+    server = Gunicorn(db_url, fake, PDM_DNS_REQUEST_BUDGET="30s").start()
+    api = f"{server.url}/api/v1/pool/{POOL}"
+    token = requests.post(f"{api}/reserve", json={"subdomain": "acme"}).json()["reservationToken"]
+
+    def hanging_commit():
+        try:
+            requests.post(f"{api}/commit", json={"subdomain": "acme", "reservationToken": token,
+                                                 "loadBalancerIP": LB}, timeout=60)
+        except requests.RequestException:
+            pass  # the server dies under it
+
+    t = threading.Thread(target=hanging_commit, daemon=True)
+    t.start()
+    engine = create_engine(db_url)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                state = conn.execute(text("SELECT state FROM pool_allocations WHERE subdomain = 'acme'")).scalar()
+                work = conn.execute(text("SELECT count(*) FROM dns_work")).scalar()
+            if state == "active" and work == 1 and any(c == "get_dns" for c, _ in fake.calls):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the commit never reached the registrar")
+        server.kill()
+        assert tenant_records(fake.zone(POOL), "acme") == {}
+        fake.clear_faults()
+
+        restarted = Gunicorn(db_url, fake).start()
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and len(tenant_records(fake.zone(POOL), "acme")) < 6:
+                time.sleep(0.2)
+            assert len(tenant_records(fake.zone(POOL), "acme")) == 6
+            assert foreign_records(fake.zone(POOL), ["acme"]) == BASE_FOREIGN
+            listing = requests.get(f"{restarted.url}/api/v1/pool/{POOL}/list").json()
+            deadline = time.monotonic() + 10
+            while listing["pendingDns"] and time.monotonic() < deadline:
+                time.sleep(0.2)
+                listing = requests.get(f"{restarted.url}/api/v1/pool/{POOL}/list").json()
+            assert listing["pendingDns"] == []
+        finally:
+            restarted.stop()
+    finally:
+        engine.dispose()
+        server.stop()
+
+
+def test_bad_configuration_stops_gunicorn_with_one_line(tmp_path, fake):
+    env = {**os.environ, "PORT": str(free_port()), "DYNADOT_API_KEY": API_KEY, "PDM_SWEEPER_INTERVAL": "often",
+           "PDM_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
+    result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "PDM_SWEEPER_INTERVAL" in result.stderr and "Traceback" not in result.stderr
