@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from sqlalchemy.orm import sessionmaker
 
 from . import domain
@@ -127,13 +129,18 @@ class DnsPublisher:
         """Run a pass for ``pool`` within ``budget`` seconds (None: no limit). True when
         the work ``work_ids`` is done -- by this pass or one that ran before it."""
         start = time.monotonic()
-        if not self.lock.acquire(timeout=budget):
-            log.warning("dns pass for %s: registrar lock busy past %.1fs; left pending", pool, budget or 0)
-            return False
         try:
-            return self._pass(pool, set(work_ids), start, budget)
-        finally:
-            self.lock.release()
+            if not self.lock.acquire(timeout=budget):
+                log.warning("dns pass for %s: registrar lock busy past %.1fs; left pending", pool, budget or 0)
+                return False
+            try:
+                return self._pass(pool, set(work_ids), start, budget)
+            finally:
+                self.lock.release()
+        except SQLAlchemyError as exc:
+            # The work is in the table: a database hiccup only delays it to the next pass.
+            log.error("dns pass for %s: database error, left pending: %s", pool, type(exc).__name__)
+            return False
 
     def _remaining(self, start: float, budget: float | None) -> float | None:
         if budget is None:
@@ -144,9 +151,10 @@ class DnsPublisher:
         return left
 
     def _pass(self, pool: str, wanted: set[int], start: float, budget: float | None) -> bool:
-        with self.uow() as tx:
-            # Active rows first, then the work: a tenant activated in between is then
-            # either in the work read (dirty) or not yet visible at all.
+        # The work and the rows it names, read from one snapshot: every work item seen
+        # comes with the row change that made it (a release read as still active would
+        # put the records back and call the removal done).
+        with UnitOfWork(self.session_factory, snapshot=True) as tx:
             active = tx.active_ips(pool)
             work = tx.pending_work(pool)
         ids = [w.id for w in work]

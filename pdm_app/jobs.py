@@ -68,9 +68,9 @@ class JobRunner:
         scheduler = BackgroundScheduler(timezone=timezone.utc, daemon=True)
         common = dict(max_instances=1, coalesce=True, next_run_time=now)
         scheduler.add_job(self._guarded(self.sweep), "interval", seconds=settings.sweeper_interval,
-                          id="sweeper", **common)
+                          id="sweeper", name="sweeper", **common)
         scheduler.add_job(self._guarded(self.retry_dns), "interval", seconds=settings.dns_retry_interval,
-                          id="dns-retry", **common)
+                          id="dns-retry", name="dns-retry", **common)
         scheduler.start()
         self.scheduler = scheduler
         log.info("background jobs scheduled (sweeper every %ss, dns retry every %ss)",

@@ -171,8 +171,12 @@ class PoolService:
         )
         with self.uow() as tx:
             # The primary key decides races: one insert wins, the others find its row.
-            if not tx.insert_allocation_if_absent(values):
-                row = tx.get_allocation(pool, sub, lock=True)
+            inserted = tx.insert_allocation_if_absent(values)
+            row = None if inserted else tx.get_allocation(pool, sub, lock=True)
+            if row is None and not inserted:
+                # The holder was released or swept between the two statements.
+                inserted = tx.insert_allocation_if_absent(values)
+            if not inserted:
                 if row is None or not _to_domain(row).is_expired(now):
                     raise DomainError("conflict", f"{sub}.{pool} is already taken", 409)
                 # A lapsed reservation the sweeper has not reached yet: take it over.

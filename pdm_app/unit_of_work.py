@@ -16,15 +16,21 @@ from .models import DnsWork, PoolAllocation, PoolZone, RegistrarAccount
 
 
 class UnitOfWork:
-    """``with uow as tx:`` -- commits when the block ends, rolls back if it raises."""
+    """``with uow as tx:`` -- commits when the block ends, rolls back if it raises.
+    ``snapshot=True`` makes every read in the block see one consistent state."""
 
-    def __init__(self, session_factory: sessionmaker):
+    def __init__(self, session_factory: sessionmaker, *, snapshot: bool = False):
         self._session_factory = session_factory
+        self._snapshot = snapshot
 
     def __enter__(self) -> "UnitOfWork":
         self.session: Session = self._session_factory()
         self.session.begin()
         self.dialect = self.session.get_bind().dialect.name
+        if self._snapshot and self.dialect == "postgresql":
+            # Every statement sees the same committed state (SQLite's BEGIN IMMEDIATE
+            # already gives that).
+            self.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -96,7 +96,8 @@ def tenant_records_hosts(sub):
     return [f"{n}.{sub}" for n in ("*", "console", "gitea", "harbor", "admin", "api")]
 
 
-def test_concurrent_commits_and_releases_of_different_names(app, fake):
+@pytest.mark.parametrize("round_", range(5))  # the interleaving differs run to run
+def test_concurrent_commits_and_releases_of_different_names(app, fake, round_):
     client = app.test_client()
     names = [f"n{i}" for i in range(12)]
     tokens = {n: client.post(f"/api/v1/pool/{POOL}/reserve", json={"subdomain": n}).get_json()["reservationToken"]

@@ -11,7 +11,8 @@ import pytest
 import requests
 
 from pdm_app.registrar import Record, RegistrarError, Zone
-from pdm_app.registrar.dynadot import DynadotClient, redact
+from pdm_app.redaction import redact
+from pdm_app.registrar.dynadot import DynadotClient
 from pdm_app.registrar.fake_dynadot import INVALID_FIELD, FakeDynadot
 
 KEY = "k-" + uuid.uuid4().hex

@@ -1,7 +1,7 @@
 """Marshmallow schemas of the wire contract: request bodies in, answers out."""
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, post_dump
+from marshmallow import EXCLUDE, Schema, fields, post_dump, validate
 
 TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"  # RFC 3339, UTC, second precision
 
@@ -13,13 +13,13 @@ class Request(Schema):
 
 class ReserveRequest(Request):
     subdomain = fields.String(load_default="")
-    createdBy = fields.String(load_default=None, allow_none=True)
+    createdBy = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=255))
 
 
 class CommitRequest(Request):
     subdomain = fields.String(load_default="")
     reservationToken = fields.String(load_default="", allow_none=True)
-    sovereignFQDN = fields.String(load_default=None, allow_none=True)
+    sovereignFQDN = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=253))
     loadBalancerIP = fields.String(load_default="", allow_none=True)
 
 

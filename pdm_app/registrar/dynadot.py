@@ -55,11 +55,10 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import re
 import threading
 import time
 from typing import Any, Callable, TypeVar
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 import urllib3.exceptions
@@ -67,6 +66,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util import Retry, Timeout
 
+from ..redaction import redact, register_secret
 from . import RegistrarError
 from .zone import Record, Zone
 
@@ -84,60 +84,6 @@ API_MAX_SUBHOST = 100
 THROTTLE_BACKOFF = 60.0
 _TRANSIENT_ERRORS = ("problem with connection to main server", "system_busy", "system busy")
 _THROTTLE_ERRORS = ("too many requests",)
-
-# ``key=...`` in any URL-ish text, whether or not the key is registered below.
-_KEY_IN_URL = re.compile(r"(?i)([?&;]key=)[^&\s'\"<>)]+")
-
-# Every key a client was built with (raw and URL-encoded), for redaction of text that
-# other libraries produce. Never removed: a key once used stays secret.
-_SECRETS: set[str] = set()
-_SECRETS_LOCK = threading.Lock()
-
-
-def _register_secret(key: str) -> None:
-    with _SECRETS_LOCK:
-        for form in (key, quote(key, safe=""), quote_plus(key)):
-            if form:
-                _SECRETS.add(form)
-
-
-def redact(text: str) -> str:
-    """``text`` with every registered API key (and any ``key=`` URL parameter) masked."""
-    with _SECRETS_LOCK:
-        secrets = sorted(_SECRETS, key=len, reverse=True)
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return _KEY_IN_URL.sub(r"\1***", text)
-
-
-class _RedactFilter(logging.Filter):
-    """urllib3 logs the request URL (key included) at DEBUG, and at WARNING when it
-    retries a broken connection; rewrite such records before any handler sees them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is not ours to fix
-            return True
-        clean = redact(message)
-        if clean != message:
-            record.msg, record.args = clean, ()
-        if record.exc_info:
-            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
-            record.exc_text, record.exc_info = redact(text), None
-        return True
-
-
-_URLLIB3_LOGGERS = (
-    "urllib3", "urllib3.connectionpool", "urllib3.connection", "urllib3.response",
-    "urllib3.poolmanager", "urllib3.util.retry", "urllib3.contrib.pyopenssl",
-)
-_FILTER = _RedactFilter()
-for _name in _URLLIB3_LOGGERS:
-    # Logger filters only see records of that exact logger, hence one per module.
-    if not any(isinstance(f, _RedactFilter) for f in logging.getLogger(_name).filters):
-        logging.getLogger(_name).addFilter(_FILTER)
-
 
 class _BudgetRetry(Retry):
     """urllib3 Retry that gives up once the call's overall budget is spent, and never
@@ -241,7 +187,7 @@ class DynadotClient:
             raise ValueError(f"max_subhost_records must be 0..{API_MAX_SUBHOST}")
         if min_interval < 0 or connect_timeout <= 0 or read_timeout <= 0 or retries < 0:
             raise ValueError("min_interval, timeouts and retries must not be negative")
-        _register_secret(api_key)
+        register_secret(api_key)
         self.api_url = api_url
         self._key = api_key
         self.min_interval = float(min_interval)
@@ -265,12 +211,6 @@ class DynadotClient:
 
     def __repr__(self) -> str:
         return f"DynadotClient(api_url={self.api_url!r}, min_interval={self.min_interval})"
-
-    def redact(self, text: str) -> str:
-        """``text`` with this client's key (and any other registered one) masked."""
-        for form in (self._key, quote(self._key, safe=""), quote_plus(self._key)):
-            text = text.replace(form, "***")
-        return redact(text)
 
     # -- Registrar ------------------------------------------------------------------
 
@@ -324,7 +264,7 @@ class DynadotClient:
 
     def _parse_zone(self, domain: str, envelope: dict[str, Any]) -> Zone:
         def refuse(why: str) -> RegistrarError:
-            return RegistrarError(self.redact(f"dynadot get_dns {domain}: {why}"), transient=False)
+            return RegistrarError(redact(f"dynadot get_dns {domain}: {why}"), transient=False)
 
         settings = _find(envelope, "NameServerSettings")
         if settings is None:
@@ -403,7 +343,7 @@ class DynadotClient:
             return result
         finally:
             self._lock.release()
-            log.info("dynadot %s %s: %s in %.2fs", command, domain, self.redact(outcome),
+            log.info("dynadot %s %s: %s in %.2fs", command, domain, redact(outcome),
                      time.monotonic() - started)
 
     def _request(self, command: str, domain: str, params: dict[str, str], deadline: float | None) -> dict[str, Any]:
@@ -429,7 +369,7 @@ class DynadotClient:
             # this block so the original is neither chained nor kept as __context__.
             permanent = isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                                          requests.exceptions.InvalidSchema))
-            failure = RegistrarError(self.redact(f"{what}: {type(exc).__name__}: {exc}"), transient=not permanent)
+            failure = RegistrarError(redact(f"{what}: {type(exc).__name__}: {exc}"), transient=not permanent)
         if failure is not None:
             raise failure from None
 
@@ -452,8 +392,8 @@ class DynadotClient:
             return envelope
         message = str(envelope.get("Error") or envelope.get("ResponseMsg") or envelope.get("Status") or "unknown error")
         transient, retry_after = _classify(message)
-        raise RegistrarError(self.redact(f"{what}: Dynadot error: {message}"), transient=transient,
+        raise RegistrarError(redact(f"{what}: Dynadot error: {message}"), transient=transient,
                              retry_after=retry_after)
 
 
-__all__ = ["DynadotClient", "redact"]
+__all__ = ["DynadotClient"]
