@@ -51,18 +51,33 @@ def test_healthz(client):
 
 
 def test_healthz_database_down(fake):
-    from dataclasses import replace
-
     from conftest import make_settings
     from pdm_app import create_app
 
     settings = make_settings("postgresql+psycopg://nobody@127.0.0.1:1/none", fake)
-    app = create_app(replace(settings))
+    app = create_app(settings)
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     body = response.get_json()
     assert body["status"] == "unhealthy" and body["error"] and body["detail"]
     assert "nobody" not in response.get_data(as_text=True)
+
+
+def test_database_down_is_503_and_loses_nothing(fake):
+    from conftest import make_settings
+    from pdm_app import create_app
+
+    app = create_app(make_settings("postgresql+psycopg://nobody:pw@127.0.0.1:1/none", fake))
+    client = app.test_client()
+    for response in (
+        reserve(client, "acme"),
+        commit(client, "acme", str(uuid.uuid4())),
+        release(client, "acme"),
+        client.get(f"/api/v1/pool/{POOL}/list"),
+    ):
+        body = assert_error(response, 503, "database-unavailable")
+        assert "nobody" not in body["detail"] and "pw" not in response.get_data(as_text=True)
+    assert fake.calls == []
 
 
 def test_reserved_list(client):
@@ -76,7 +91,9 @@ def test_reserved_list(client):
 
 @pytest.mark.parametrize("sub", ["", "1abc", "-abc", "abc-", "a_b", "a.b", "x" * 64, "ab c"])
 def test_check_invalid_format(client, sub):
-    assert check(client, sub) == {"available": False, "reason": "invalid-format", "detail": check(client, sub)["detail"]}
+    body = check(client, sub)
+    assert (body["available"], body["reason"]) == (False, "invalid-format")
+    assert body["detail"] and "fqdn" not in body
 
 
 def test_check_order_and_states(client):

@@ -3,12 +3,15 @@ zone), leaves the work pending, and converges once the registrar recovers."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
 from conftest import API_KEY, API_SECRET, BASE_FOREIGN, BASE_RECORDS, POOL, foreign_records, make_settings, tenant_records
 from pdm_app import create_app
+from pdm_app.domain import utcnow
 from pdm_app.registrar import Record
 
 LB = "198.51.100.7"
@@ -17,7 +20,7 @@ FAULTS = ["http500", "timeout", "badjson", "error", "throttle", "reset"]
 
 @pytest.fixture
 def fast_app(db_url, fake):
-    fake.hang_seconds = 5
+    fake.hang_seconds = 30  # a registrar that never answers in time
     app = create_app(make_settings(db_url, fake, dns_request_budget=1.5))
     yield app
     app.extensions["pdm"].engine.dispose()
@@ -44,7 +47,10 @@ def test_commit_and_release_survive_a_registrar_fault(fast_app, fake, fault):
         fake.stop()
     else:
         fake.inject(fault, times=100)
+    started = time.monotonic()
     response = reserve_commit(client, "acme")
+    # A hung registrar costs the client the request budget (1.5 s) and a little, not 30 s.
+    assert time.monotonic() - started < 8
     assert response.status_code == 202, response.get_json()
     body = response.get_json()
     assert body["warning"] and "retried" in body["detail"]
@@ -87,7 +93,7 @@ def test_a_fault_on_the_write_changes_nothing_then_converges(fast_app, fake):
     client = fast_app.test_client()
     fake.inject("http500", times=100, command="set_dns2")
     assert reserve_commit(client, "acme").status_code == 202
-    assert fake.zone(POOL).records == BASE_RECORDS or sorted(fake.zone(POOL).records, key=str) == sorted(BASE_RECORDS, key=str)
+    assert foreign_records(fake.zone(POOL), []) == BASE_FOREIGN  # the zone as it was
     fake.clear_faults()
     recover(fast_app)
     assert len(tenant_records(fake.zone(POOL), "acme")) == 6
@@ -132,9 +138,7 @@ def test_retry_job_respects_backoff_and_finishes(fast_app, fake):
     pdm.settings = replace(pdm.settings, run_jobs=True)
     assert pdm.jobs.retry_dns() == 0  # throttled: not due for a minute
     assert fake.calls == []
-    from datetime import timedelta
-
-    pdm.publisher.clock = lambda: __import__("pdm_app.domain", fromlist=["utcnow"]).utcnow() + timedelta(minutes=2)
+    pdm.publisher.clock = lambda: utcnow() + timedelta(minutes=2)  # the minute has passed
     assert pdm.jobs.retry_dns() == 1
     assert len(tenant_records(fake.zone(POOL), "acme")) == 6
     pdm.jobs.stop()

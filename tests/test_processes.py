@@ -161,3 +161,49 @@ def test_bad_configuration_stops_gunicorn_with_one_line(tmp_path, fake):
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "PDM_SWEEPER_INTERVAL" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_two_servers_never_overlap_registrar_calls(db_url, fake):
+    """Two gunicorn servers (two workers each) on one database: their commits and
+    releases race, the registrar never sees two calls at once, and the zone ends exactly
+    as the table says."""
+    fake.latency = 0.05  # widen the window in which calls could overlap
+    servers = [Gunicorn(db_url, fake).start(), Gunicorn(db_url, fake).start()]
+    try:
+        names = [f"t{i}" for i in range(10)]
+        tokens = {}
+        for i, n in enumerate(names):
+            api = f"{servers[i % 2].url}/api/v1/pool/{POOL}"
+            tokens[n] = requests.post(f"{api}/reserve", json={"subdomain": n}).json()["reservationToken"]
+
+        def commit(i, n):
+            api = f"{servers[i % 2].url}/api/v1/pool/{POOL}"
+            return requests.post(f"{api}/commit", json={"subdomain": n, "reservationToken": tokens[n],
+                                                        "loadBalancerIP": f"192.0.2.{i + 1}"}, timeout=60).status_code
+
+        def release(i, n):
+            api = f"{servers[(i + 1) % 2].url}/api/v1/pool/{POOL}"
+            return requests.delete(f"{api}/release", params={"sub": n}, timeout=60).status_code
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(10) as pool:
+            assert set(pool.map(lambda a: commit(*a), enumerate(names))) <= {200, 202}
+        with ThreadPoolExecutor(10) as pool:
+            assert set(pool.map(lambda a: release(*a), list(enumerate(names))[::2])) <= {200, 202}
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if not requests.get(f"{servers[0].url}/api/v1/pool/{POOL}/list").json()["pendingDns"]:
+                break
+            time.sleep(0.2)
+        zone = fake.zone(POOL)
+        for i, n in enumerate(names):
+            expected = {} if i % 2 == 0 else {h: f"192.0.2.{i + 1}" for h in (
+                f"*.{n}", f"console.{n}", f"gitea.{n}", f"harbor.{n}", f"admin.{n}", f"api.{n}")}
+            assert tenant_records(zone, n) == expected, n
+        assert foreign_records(zone, names) == BASE_FOREIGN
+        assert fake.max_in_flight == 1
+    finally:
+        for s in servers:
+            s.stop()
