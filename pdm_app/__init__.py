@@ -9,6 +9,7 @@ from flask import Flask
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
+from .auth import TokenBook
 from .config import Settings, load_settings
 from .db import make_engine, make_session_factory
 from .dns_sync import DnsPublisher
@@ -17,6 +18,10 @@ from .locks import DatabaseLock
 from .logs import configure_logging
 from .registrar import Registrar
 from .services import PoolService
+
+
+# Every request body of the contract is a few hundred bytes.
+MAX_BODY_BYTES = 16 * 1024
 
 
 @dataclass
@@ -76,13 +81,18 @@ def create_app(settings: Settings | None = None, registrar: Registrar | None = N
     configure_logging(settings)
     app = Flask(__name__)
     app.json.sort_keys = False
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["pdm"] = build(settings, registrar)
 
-    from .api import errors, health, pool
+    from .api import access, errors, health, openapi, pool
 
+    access.install(app, TokenBook(settings.api_tokens), settings.auth_enabled)
     app.register_blueprint(health.bp)
     app.register_blueprint(pool.bp)
+    app.register_blueprint(openapi.bp)
     errors.register_error_handlers(app)
+    if not settings.auth_enabled:
+        logging.getLogger(__name__).warning("PDM_AUTH=disabled: every caller may do everything")
     logging.getLogger(__name__).info(
         "pool-domain-manager ready: pools %s, database %s",
         ",".join(settings.managed_domains), settings.database_url.split("://")[0],

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from .auth import ApiToken, check_unique, parse_tokens
+
 DEFAULT_POOLS = ("omani.works", "openova.io")
 DEFAULT_DYNADOT_URL = "https://api.dynadot.com/api3.json"
 DEFAULT_TENANT_RECORDS = "*,console,gitea,harbor,admin,api"
@@ -110,6 +112,9 @@ class Settings:
     dns_retry_interval: float = 15.0
     # Whether this process runs the background jobs (they elect one leader anyway).
     run_jobs: bool = True
+    api_tokens: tuple[ApiToken, ...] = field(default=(), repr=False)
+    # False only with PDM_AUTH=disabled: the drop-in path while clients send no token.
+    auth_enabled: bool = True
 
     @property
     def is_sqlite(self) -> bool:
@@ -172,6 +177,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if run_jobs not in ("true", "false", "1", "0", "yes", "no"):
         raise ConfigError(f"PDM_RUN_JOBS={run_jobs!r} must be true or false")
 
+    tokens, auth_enabled = _auth(env)
+
     return Settings(
         database_url=url,
         managed_domains=tuple(sorted(domains)),
@@ -189,4 +196,34 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dns_request_budget=_duration(env, "PDM_DNS_REQUEST_BUDGET", 10.0),
         dns_retry_interval=_duration(env, "PDM_DNS_RETRY_INTERVAL", 15.0),
         run_jobs=run_jobs in ("true", "1", "yes"),
+        api_tokens=tokens,
+        auth_enabled=auth_enabled,
     )
+
+
+def _auth(env: Mapping[str, str]) -> tuple[tuple[ApiToken, ...], bool]:
+    mode = env.get("PDM_AUTH", "").strip().lower()
+    if mode not in ("", "enabled", "disabled"):
+        raise ConfigError(f"PDM_AUTH={mode!r} must be 'disabled' (or unset)")
+    tokens: list[ApiToken] = []
+    try:
+        tokens += parse_tokens(env.get("PDM_API_TOKENS", ""), "PDM_API_TOKENS")
+        path = env.get("PDM_API_TOKENS_FILE", "").strip()
+        if path:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    text = f.read()
+            except OSError as err:
+                raise ConfigError(f"PDM_API_TOKENS_FILE={path!r} cannot be read ({err.strerror})") from None
+            tokens += parse_tokens(text, "PDM_API_TOKENS_FILE")
+        check_unique(tuple(tokens))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if mode == "disabled":
+        return tuple(tokens), False
+    if not tokens:
+        raise ConfigError(
+            "no API tokens: set PDM_API_TOKENS or PDM_API_TOKENS_FILE (name:role:secret), "
+            "or PDM_AUTH=disabled to accept every caller"
+        )
+    return tuple(tokens), True

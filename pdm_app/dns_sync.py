@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sqlalchemy.orm import sessionmaker
 
-from . import domain
+from . import domain, metrics
 from .locks import DatabaseLock
 from .registrar import Record, Registrar, RegistrarError, Zone
 from .unit_of_work import UnitOfWork
@@ -142,6 +142,19 @@ class DnsPublisher:
             log.error("dns pass for %s: database error, left pending: %s", pool, type(exc).__name__)
             return False
 
+    @staticmethod
+    def _call(command: str, call, *args, **kwargs):
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            return call(*args, **kwargs)
+        except RegistrarError as exc:
+            outcome = "transient-error" if exc.transient else "error"
+            raise
+        finally:
+            metrics.REGISTRAR_CALLS.labels(command, outcome).inc()
+            metrics.REGISTRAR_LATENCY.labels(command).observe(time.monotonic() - started)
+
     def _remaining(self, start: float, budget: float | None) -> float | None:
         if budget is None:
             return None
@@ -166,14 +179,14 @@ class DnsPublisher:
         try:
             self._wait_for_pacing()
             try:
-                current = self.registrar.get_zone(pool, timeout=self._remaining(start, budget))
+                current = self._call("get_dns", self.registrar.get_zone, pool, timeout=self._remaining(start, budget))
                 plan = plan_zone(current, dirty, active, self.record_names)
                 # Known before the write, so a zone too big to write is refused up front
                 # at the next commit.
                 with self.uow() as tx:
                     tx.record_zone_shape(pool, plan.foreign_subhost_records, self.clock())
                 if plan.changed:
-                    self.registrar.set_zone(plan.zone, timeout=self._remaining(start, budget))
+                    self._call("set_dns2", self.registrar.set_zone, plan.zone, timeout=self._remaining(start, budget))
             finally:
                 self._mark_called()
         except (RegistrarError, UnsafeZone) as exc:

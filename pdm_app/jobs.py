@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from . import metrics
 from .locks import DatabaseLock
 
 log = logging.getLogger(__name__)
@@ -31,19 +32,26 @@ class JobRunner:
     def is_leader(self) -> bool:
         """Hold, or try to take, the jobs lock; False if another process has it."""
         with self._leader_guard:
-            if self.leader.held:
-                if self.leader.is_alive():
-                    return True
-                log.warning("lost the jobs lock (database connection gone)")
-            if self.leader.acquire(timeout=0):
-                log.info("this process now runs the background jobs")
+            leading = self._hold_or_take()
+            metrics.JOB_LEADER.set(1 if leading else 0)
+            return leading
+
+    def _hold_or_take(self) -> bool:
+        if self.leader.held:
+            if self.leader.is_alive():
                 return True
-            return False
+            log.warning("lost the jobs lock (database connection gone)")
+        if self.leader.acquire(timeout=0):
+            log.info("this process now runs the background jobs")
+            return True
+        return False
 
     def sweep(self) -> int:
         if not self.is_leader():
             return 0
-        return self.pdm.service.sweep()
+        swept = self.pdm.service.sweep()
+        metrics.SWEPT.inc(swept)
+        return swept
 
     def retry_dns(self) -> int:
         if not self.is_leader():
@@ -81,3 +89,4 @@ class JobRunner:
             self.scheduler.shutdown(wait=True)
             self.scheduler = None
         self.leader.release()
+        metrics.JOB_LEADER.set(0)

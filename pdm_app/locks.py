@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -15,6 +16,7 @@ import time
 from sqlalchemy import Connection, Engine, text
 
 _POLL = 0.05
+log = logging.getLogger(__name__)
 
 
 def advisory_key(name: str) -> int:
@@ -122,8 +124,8 @@ class DatabaseLock:
         if self._conn is not None:
             try:
                 self._conn.close()
-            except Exception:
-                pass
+            except Exception as exc:  # already broken: the server dropped the lock with it
+                log.debug("closing the connection of lock %s failed: %s", self.name, type(exc).__name__)
             self._conn = None
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock

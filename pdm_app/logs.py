@@ -1,11 +1,40 @@
-"""Logging set-up: one handler on stdout whose formatter masks every known secret."""
+"""Logging: one JSON object per line on stdout, every known secret masked, and the
+request id of the request being served on every line logged while serving it."""
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import sys
+from datetime import datetime, timezone
 
 from .config import Settings
-from .redaction import RedactingFormatter, register_secret
+from .redaction import redact, register_secret
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+# Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        rid = request_id.get()
+        if rid:
+            entry["request_id"] = rid
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        # The line as a whole is what leaves the process: mask secrets last.
+        return redact(json.dumps(entry, default=str))
 
 
 class StdoutHandler(logging.StreamHandler):
@@ -21,16 +50,17 @@ class StdoutHandler(logging.StreamHandler):
         pass
 
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
 def configure_logging(settings: Settings) -> None:
     register_secret(settings.dynadot_api_key)
     register_secret(settings.dynadot_api_secret)
+    for token in settings.api_tokens:
+        register_secret(token.secret)
     root = logging.getLogger()
     handler = next((h for h in root.handlers if isinstance(h, StdoutHandler)), None)
     if handler is None:
         handler = StdoutHandler()
         root.addHandler(handler)
-    handler.setFormatter(RedactingFormatter(FORMAT))
+    handler.setFormatter(JsonFormatter())
     root.setLevel(settings.log_level)
+    # gunicorn's own error log goes to stderr in its format; our lines are the JSON ones.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))

@@ -18,6 +18,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+# The Alembic head these models describe; /readyz compares the database with it.
+# Revision ids are zero-padded numbers ("0003" follows "0002"), so they order.
+SCHEMA_REVISION = "0002"
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -102,6 +106,22 @@ class DnsWork(Base):
         CheckConstraint("action IN ('publish', 'remove')", name="action"),
         Index("ix_dns_work_pool_domain_id", "pool_domain", "id"),
     )
+
+
+class AllocationEvent(Base):
+    """Every state change, and who made it (the authenticated caller's name)."""
+
+    __tablename__ = "allocation_history"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    pool_domain: Mapped[str] = mapped_column(Text)
+    subdomain: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    caller: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    load_balancer_ip: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_allocation_history_pool_domain_subdomain_id", "pool_domain", "subdomain", "id"),)
 
 
 class PoolZone(Base):

@@ -20,8 +20,12 @@ _SECRETS: set[str] = set()
 _LOCK = threading.Lock()
 
 
+# Masking a very short value would garble every line it occurs in and protect nothing.
+MIN_SECRET_LENGTH = 8
+
+
 def register_secret(secret: str | None) -> None:
-    if not secret:
+    if not secret or len(secret) < MIN_SECRET_LENGTH:
         return
     with _LOCK:
         for form in (secret, quote(secret, safe=""), quote_plus(secret)):
@@ -52,14 +56,6 @@ class RedactFilter(logging.Filter):
             text = record.exc_text or logging.Formatter().formatException(record.exc_info)
             record.exc_text, record.exc_info = redact(text), None
         return True
-
-
-class RedactingFormatter(logging.Formatter):
-    """The last line of defence on our own handler: the formatted line, tracebacks
-    included."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
 
 
 _URLLIB3_LOGGERS = (

@@ -77,6 +77,15 @@ class PendingDns:
 
 
 @dataclass(frozen=True)
+class Event:
+    subdomain: str
+    action: str
+    caller: str
+    at: datetime
+    load_balancer_ip: str | None
+
+
+@dataclass(frozen=True)
 class PoolListing:
     pool_domain: str
     allocations: list[Allocation]
@@ -149,9 +158,34 @@ class PoolService:
         with self.uow() as tx:
             tx.ping()
 
+    def figures(self) -> tuple[dict, dict, dict]:
+        """For /metrics: allocations by (pool, state), pending DNS work by pool, and the
+        age in seconds of each pool's oldest pending change."""
+        with self.uow() as tx:
+            counts = tx.allocation_counts()
+            summary = tx.pending_summary()
+        now = domain.utcnow()
+        pending = {pool: n for pool, (n, _) in summary.items()}
+        oldest = {pool: max(0.0, (now - first).total_seconds()) for pool, (_, first) in summary.items()}
+        return counts, pending, oldest
+
+    def schema_revision(self) -> str | None:
+        with self.uow() as tx:
+            return tx.schema_revision()
+
+    def history(self, pool: str, sub: str | None, limit: int = 500) -> list[Event]:
+        pool = domain.normalise(pool)
+        domain.validate_pool(pool, self.managed_domains)
+        if sub is not None:
+            sub = domain.normalise(sub)
+            domain.validate_subdomain(sub)
+        with self.uow() as tx:
+            return [Event(e.subdomain, e.action, e.caller, e.at, e.load_balancer_ip)
+                    for e in tx.history(pool, sub, limit)]
+
     # -- state changes ----------------------------------------------------------------
 
-    def reserve(self, pool: str, sub: str, created_by: str | None) -> Reservation:
+    def reserve(self, pool: str, sub: str, created_by: str | None, caller: str) -> Reservation:
         pool, sub = self._validate(pool, sub)
         if domain.is_reserved(sub):
             raise DomainError("reserved-name", f"{sub!r} is a reserved name and cannot be claimed", 409)
@@ -180,13 +214,15 @@ class PoolService:
                 if row is None or not _to_domain(row).is_expired(now):
                     raise DomainError("conflict", f"{sub}.{pool} is already taken", 409)
                 # A lapsed reservation the sweeper has not reached yet: take it over.
+                tx.record_event(pool, sub, "expire", caller, now)
                 for key, value in values.items():
                     setattr(row, key, value)
+            tx.record_event(pool, sub, "reserve", caller, now)
             allocation = Allocation(**{k: values[k] for k in Allocation.__dataclass_fields__})
         log.info("reserved %s.%s for %s until %s", sub, pool, values["created_by"], values["expires_at"])
         return Reservation(allocation, token)
 
-    def commit(self, pool: str, sub: str, token: str, sovereign_fqdn: str | None, lb_ip: str) -> Outcome:
+    def commit(self, pool: str, sub: str, token: str, sovereign_fqdn: str | None, lb_ip: str, caller: str) -> Outcome:
         pool, sub = domain.normalise(pool), domain.normalise(sub)
         domain.validate_subdomain(sub)
         lb_ip = (lb_ip or "").strip()
@@ -203,6 +239,7 @@ class PoolService:
                 if not (token_ok and row.load_balancer_ip == lb_ip):
                     raise DomainError("already-active", f"{sub}.{pool} is already active", 409)
                 # A retry of a commit that went through: make sure the records are out.
+                action = "commit-retry"
             else:
                 if _to_domain(row).is_expired(now):
                     raise DomainError("reservation-expired", f"the reservation of {sub}.{pool} has expired", 410)
@@ -216,18 +253,20 @@ class PoolService:
                         f"({needed} sub-host records needed, the registrar takes {self.max_subhost_records})",
                         409,
                     )
+                action = "commit"
                 row.state = ACTIVE
                 row.expires_at = None
                 row.sovereign_fqdn = (sovereign_fqdn or "").strip() or None
                 row.load_balancer_ip = lb_ip
                 row.updated_at = now
+            tx.record_event(pool, sub, action, caller, now, lb_ip)
             work_id = tx.add_dns_work(pool, sub, PUBLISH, now)
             allocation = _to_domain(row)
         log.info("committed %s.%s -> %s", sub, pool, lb_ip)
         done = self.publisher.publish(pool, [work_id], self.dns_request_budget)
         return Outcome(allocation, done)
 
-    def release(self, pool: str, sub: str) -> Outcome:
+    def release(self, pool: str, sub: str, caller: str) -> Outcome:
         pool, sub = self._validate(pool, sub)
         now = self.clock()
         work_id = None
@@ -237,6 +276,7 @@ class PoolService:
                 raise DomainError("not-found", f"no allocation for {sub}.{pool}", 404)
             allocation = _to_domain(row)
             tx.delete_allocation(row)
+            tx.record_event(pool, sub, "release", caller, now, allocation.load_balancer_ip)
             if allocation.state == ACTIVE:
                 work_id = tx.add_dns_work(pool, sub, REMOVE, now)
         log.info("released %s.%s (was %s)", sub, pool, allocation.state)

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import domain
-from .models import DnsWork, PoolAllocation, PoolZone, RegistrarAccount
+from .models import AllocationEvent, DnsWork, PoolAllocation, PoolZone, RegistrarAccount
 
 
 class UnitOfWork:
@@ -99,7 +99,23 @@ class UnitOfWork:
             .where(PoolAllocation.state == domain.RESERVED, PoolAllocation.expires_at <= now)
             .returning(PoolAllocation.pool_domain, PoolAllocation.subdomain)
         )
-        return [tuple(r) for r in self.session.execute(stmt)]
+        gone = [tuple(r) for r in self.session.execute(stmt)]
+        for pool, sub in gone:
+            self.record_event(pool, sub, "expire", "sweeper", now)
+        return gone
+
+    # -- history ----------------------------------------------------------------------
+
+    def record_event(self, pool: str, sub: str, action: str, caller: str, at: datetime,
+                     load_balancer_ip: str | None = None) -> None:
+        self.session.add(AllocationEvent(pool_domain=pool, subdomain=sub, action=action, caller=caller, at=at,
+                                         load_balancer_ip=load_balancer_ip))
+
+    def history(self, pool: str, sub: str | None, limit: int) -> list[AllocationEvent]:
+        stmt = select(AllocationEvent).where(AllocationEvent.pool_domain == pool)
+        if sub is not None:
+            stmt = stmt.where(AllocationEvent.subdomain == sub)
+        return list(self.session.execute(stmt.order_by(AllocationEvent.id.desc()).limit(limit)).scalars())
 
     # -- pool capacity -------------------------------------------------------------
 
@@ -170,7 +186,24 @@ class UnitOfWork:
             update(RegistrarAccount).where(RegistrarAccount.account == account).values(last_call_at=when)
         )
 
+    # -- figures for /metrics --------------------------------------------------------
+
+    def allocation_counts(self) -> dict[tuple[str, str], int]:
+        stmt = select(PoolAllocation.pool_domain, PoolAllocation.state, func.count()).group_by(
+            PoolAllocation.pool_domain, PoolAllocation.state
+        )
+        return {(pool, state): n for pool, state, n in self.session.execute(stmt)}
+
+    def pending_summary(self) -> dict[str, tuple[int, datetime]]:
+        """Per pool: how much DNS work is pending and when the oldest was queued."""
+        stmt = select(DnsWork.pool_domain, func.count(), func.min(DnsWork.created_at)).group_by(DnsWork.pool_domain)
+        # min() keeps the column's type, so the oldest comes back as an aware datetime.
+        return {pool: (n, oldest) for pool, n, oldest in self.session.execute(stmt)}
+
     # -- health --------------------------------------------------------------------
 
     def ping(self) -> None:
         self.session.execute(select(1))
+
+    def schema_revision(self) -> str | None:
+        return self.session.execute(text("SELECT version_num FROM alembic_version")).scalar()

@@ -95,7 +95,7 @@ def reset_schema(url: str) -> None:
     command.upgrade(alembic_config(url), "head")
 
 
-TABLES = ("dns_work", "pool_allocations", "pool_zones", "registrar_accounts")
+TABLES = ("allocation_history", "dns_work", "pool_allocations", "pool_zones", "registrar_accounts")
 
 
 def truncate(url: str) -> None:
@@ -158,6 +158,7 @@ def make_settings(db_url: str, fake: FakeDynadot, **overrides) -> Settings:
         dns_request_budget=3.0,
         reservation_ttl=600.0,
         run_jobs=False,
+        auth_enabled=False,  # the drop-in mode; tests/test_auth.py covers tokens
     )
     return replace(base, **overrides)
 

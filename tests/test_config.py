@@ -9,7 +9,7 @@ import pytest
 
 from pdm_app.config import ConfigError, load_settings, normalise_database_url, parse_duration
 
-KEY = {"DYNADOT_API_KEY": "k"}
+KEY = {"DYNADOT_API_KEY": "k", "PDM_AUTH": "disabled"}
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,7 @@ def test_bad_values_name_the_variable(env, name):
 
 
 def test_bad_value_stops_start_up_with_one_line(tmp_path):
-    env = {**os.environ, "DYNADOT_API_KEY": "k", "PDM_RESERVATION_TTL": "forever",
+    env = {**os.environ, **KEY, "PDM_RESERVATION_TTL": "forever",
            "PDM_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run([sys.executable, "-c", "import wsgi"], cwd=root, env=env,

@@ -29,3 +29,13 @@ def test_downgrade_and_upgrade_again(db_url):
     engine = create_engine(db_url)
     assert {"pool_allocations", "dns_work", "pool_zones", "registrar_accounts"} <= set(inspect(engine).get_table_names())
     engine.dispose()
+
+
+def test_schema_revision_constant_is_the_alembic_head():
+    from alembic.script import ScriptDirectory
+
+    from conftest import alembic_config
+    from pdm_app.models import SCHEMA_REVISION
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head == SCHEMA_REVISION

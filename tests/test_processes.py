@@ -30,7 +30,7 @@ class Gunicorn:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},  # one folder per server
             "PORT": str(self.port),
             "PDM_DATABASE_URL": db_url,
             "DYNADOT_API_URL": fake.url,
@@ -40,6 +40,7 @@ class Gunicorn:
             "PDM_DNS_RETRY_INTERVAL": "1s",
             "PDM_SWEEPER_INTERVAL": "1s",
             "GUNICORN_WORKERS": "2",
+            "PDM_AUTH": "disabled",
             **env,
         }
         self.proc = None
@@ -96,6 +97,16 @@ def test_gunicorn_serves_the_contract(db_url, fake):
         assert r.status_code == 200 and r.json()["freed"]["subdomain"] == "acme"
         assert tenant_records(fake.zone(POOL), "acme") == {}
         assert foreign_records(fake.zone(POOL), []) == BASE_FOREIGN
+
+        # /metrics adds up every worker's samples (prometheus_client multiprocess mode)
+        for _ in range(30):
+            requests.get(f"{api}/check", params={"sub": "x"})
+        text = requests.get(f"{server.url}/metrics").text
+        checks = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                     if line.startswith('pdm_http_requests_total{endpoint="/api/v1/pool/<domain>/check"'))
+        assert checks == 31
+        leaders = [line for line in text.splitlines() if line.startswith("pdm_job_leader{")]
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in leaders) == 1  # one leader of two workers
     finally:
         server.stop()
 
@@ -156,6 +167,7 @@ def test_killed_between_row_commit_and_registrar_then_restart_publishes(db_url, 
 
 def test_bad_configuration_stops_gunicorn_with_one_line(tmp_path, fake):
     env = {**os.environ, "PORT": str(free_port()), "DYNADOT_API_KEY": API_KEY, "PDM_SWEEPER_INTERVAL": "often",
+           "PDM_AUTH": "disabled",
            "PDM_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
     result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)

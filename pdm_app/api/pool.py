@@ -7,8 +7,10 @@ from dataclasses import asdict
 from flask import Blueprint, current_app, jsonify, request
 from marshmallow import Schema, ValidationError
 
+from ..auth import CLIENT, OPERATOR
 from ..services import PoolService
 from . import schemas
+from .access import caller_name, requires
 from .errors import ApiError
 
 bp = Blueprint("pool", __name__, url_prefix="/api/v1/pool/<domain>")
@@ -49,38 +51,42 @@ def _allocation(allocation) -> dict:
 
 
 @bp.get("/check")
+@requires(CLIENT)
 def check(domain: str):
     result = service().check(domain, request.args.get("sub", ""))
     return jsonify(schemas.CheckResultSchema().dump(result))
 
 
 @bp.post("/reserve")
+@requires(CLIENT)
 def reserve(domain: str):
     body = _load(schemas.ReserveRequest(), _json_object())
-    reservation = service().reserve(domain, body["subdomain"], body["createdBy"])
+    reservation = service().reserve(domain, body["subdomain"], body["createdBy"], caller_name())
     answer = schemas.ReserveResponseSchema().dump({**asdict(reservation.allocation), "token": reservation.token})
     return jsonify(answer), 201
 
 
 @bp.post("/commit")
+@requires(CLIENT)
 def commit(domain: str):
     body = _load(schemas.CommitRequest(), _json_object())
     outcome = service().commit(
-        domain, body["subdomain"], body["reservationToken"] or "", body["sovereignFQDN"], body["loadBalancerIP"] or ""
+        domain, body["subdomain"], body["reservationToken"] or "", body["sovereignFQDN"], body["loadBalancerIP"] or "",
+        caller_name(),
     )
     allocation = _allocation(outcome.allocation)
     if outcome.dns_done:
         return jsonify(allocation), 200
-    pending = {k: allocation.get(k) for k in ("poolDomain", "subdomain", "state", "sovereignFQDN", "loadBalancerIP")}
-    return jsonify(
-        warning=DNS_PENDING,
-        detail="the allocation is active; its DNS records are not published yet and are retried "
+    return jsonify(schemas.CommitPendingSchema().dump({
+        **allocation,
+        "warning": DNS_PENDING,
+        "detail": "the allocation is active; its DNS records are not published yet and are retried "
         "automatically until they are (see pendingDns in the pool list)",
-        **pending,
-    ), 202
+    })), 202
 
 
 @bp.delete("/release")
+@requires(CLIENT)
 def release(domain: str):
     # Operators call `curl -X DELETE '.../release?sub=x'`: the query serves when the
     # body is empty or not JSON.
@@ -91,19 +97,19 @@ def release(domain: str):
     sub = request.args.get("sub", "")
     if data is not None:
         sub = _load(schemas.ReleaseRequest(), data)["subdomain"] or sub
-    outcome = service().release(domain, sub)
-    freed = _allocation(outcome.allocation)
+    outcome = service().release(domain, sub, caller_name())
     if outcome.dns_done:
-        return jsonify(freed=freed), 200
-    return jsonify(
-        warning=DNS_PENDING,
-        detail="the allocation is released; removing its DNS records is not done yet and is "
+        return jsonify(schemas.ReleasedSchema().dump({"freed": outcome.allocation})), 200
+    return jsonify(schemas.ReleasePendingSchema().dump({
+        "freed": outcome.allocation,
+        "warning": DNS_PENDING,
+        "detail": "the allocation is released; removing its DNS records is not done yet and is "
         "retried automatically until it is (see pendingDns in the pool list)",
-        freed=freed,
-    ), 202
+    })), 202
 
 
 @bp.get("/list")
+@requires(OPERATOR)
 def list_pool(domain: str):
     listing = service().list_pool(domain)
     pending_subs = {p.subdomain for p in listing.pending}
@@ -113,3 +119,14 @@ def list_pool(domain: str):
         "pending": [asdict(p) for p in listing.pending],
     }
     return jsonify(schemas.PoolListSchema().dump(data))
+
+
+@bp.get("/history")
+@requires(OPERATOR)
+def history(domain: str):
+    sub = request.args.get("sub")
+    events = service().history(domain, sub)
+    return jsonify(schemas.HistorySchema().dump({
+        "pool_domain": domain.strip().lower(),
+        "events": [asdict(e) for e in events],
+    }))

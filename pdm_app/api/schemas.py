@@ -6,6 +6,13 @@ from marshmallow import EXCLUDE, Schema, fields, post_dump, validate
 TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"  # RFC 3339, UTC, second precision
 
 
+class Timestamp(fields.DateTime):
+    """A wire timestamp: ``2026-11-28T20:15:00Z``."""
+
+    def __init__(self, **kwargs):
+        super().__init__(TIMESTAMP, **kwargs)
+
+
 class Request(Schema):
     class Meta:
         unknown = EXCLUDE  # clients may send fields we do not know
@@ -39,8 +46,8 @@ class AllocationSchema(Answer):
     poolDomain = fields.String(attribute="pool_domain")
     subdomain = fields.String()
     state = fields.String()
-    reservedAt = fields.DateTime(TIMESTAMP, attribute="reserved_at")
-    expiresAt = fields.DateTime(TIMESTAMP, attribute="expires_at")
+    reservedAt = Timestamp(attribute="reserved_at")
+    expiresAt = Timestamp(attribute="expires_at")
     createdBy = fields.String(attribute="created_by")
     sovereignFQDN = fields.String(attribute="sovereign_fqdn")
     loadBalancerIP = fields.String(attribute="load_balancer_ip")
@@ -61,8 +68,8 @@ class PendingDnsSchema(Answer):
     subdomain = fields.String()
     action = fields.String()
     attempts = fields.Integer()
-    createdAt = fields.DateTime(TIMESTAMP, attribute="created_at")
-    nextAttemptAt = fields.DateTime(TIMESTAMP, attribute="next_attempt_at")
+    createdAt = Timestamp(attribute="created_at")
+    nextAttemptAt = Timestamp(attribute="next_attempt_at")
     lastError = fields.String(attribute="last_error")
 
 
@@ -79,3 +86,54 @@ class PoolListSchema(Schema):
 class ErrorSchema(Schema):
     error = fields.String(required=True)
     detail = fields.String(required=True)
+
+
+class EventSchema(Answer):
+    subdomain = fields.String()
+    action = fields.String()
+    caller = fields.String()
+    at = Timestamp()
+    loadBalancerIP = fields.String(attribute="load_balancer_ip")
+
+
+class HistorySchema(Schema):
+    poolDomain = fields.String(attribute="pool_domain")
+    events = fields.List(fields.Nested(EventSchema))
+
+
+class CommitPendingSchema(Answer):
+    warning = fields.String()
+    detail = fields.String()
+    poolDomain = fields.String()
+    subdomain = fields.String()
+    state = fields.String()
+    sovereignFQDN = fields.String()
+    loadBalancerIP = fields.String()
+
+
+class ReleasedSchema(Schema):
+    freed = fields.Nested(AllocationSchema)
+
+
+class ReleasePendingSchema(Schema):
+    warning = fields.String()
+    detail = fields.String()
+    freed = fields.Nested(AllocationSchema)
+
+
+class HealthSchema(Schema):
+    status = fields.String()
+    managedDomains = fields.List(fields.String())
+
+
+class ReadySchema(Schema):
+    status = fields.String()
+    schemaRevision = fields.String()
+
+
+class NotReadySchema(ErrorSchema):
+    status = fields.String(required=True)
+
+
+class ReservedSchema(Schema):
+    reserved = fields.List(fields.String())

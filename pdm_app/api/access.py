@@ -1,0 +1,84 @@
+"""Around every request: its id, who is calling and whether they may, the hygiene
+headers, one JSON log line, and the HTTP metrics."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from functools import wraps
+
+from flask import Flask, current_app, g, request
+
+from .. import logs, metrics
+from ..auth import TokenBook
+from .errors import ApiError
+
+log = logging.getLogger("pdm_app.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Probes and scrapes are frequent and say nothing new: logged at debug.
+_QUIET = {"/healthz", "/readyz", "/metrics"}
+ANONYMOUS = "anonymous"
+
+
+def requires(role: str):
+    """Marks a view as needing a caller with ``role`` (checked in ``before_request``)."""
+
+    def mark(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            return view(*args, **kwargs)
+
+        wrapper.required_role = role
+        return wrapper
+
+    return mark
+
+
+def caller_name() -> str:
+    caller = g.get("caller")
+    return caller.name if caller else ANONYMOUS
+
+
+def install(app: Flask, book: TokenBook, auth_enabled: bool) -> None:
+    @app.before_request
+    def _begin():
+        g.started = time.monotonic()
+        rid = request.headers.get("X-Request-ID", "")
+        g.request_id = rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex
+        g.log_context = logs.request_id.set(g.request_id)
+        g.caller = book.identify(request.headers.get("Authorization"))
+        needed = getattr(current_app.view_functions.get(request.endpoint), "required_role", None)
+        if needed is None or not auth_enabled:
+            return None
+        if g.caller is None:
+            raise ApiError("unauthorized", "a valid 'Authorization: Bearer <token>' header is required", 401)
+        if not g.caller.may(needed):
+            raise ApiError("forbidden", f"this needs the {needed} role; {g.caller.name} is a {g.caller.role}", 403)
+        return None
+
+    @app.after_request
+    def _finish(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-store"
+        if response.status_code == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="pool-domain-manager"'
+        duration = time.monotonic() - g.get("started", time.monotonic())
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.HTTP_REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+        metrics.HTTP_LATENCY.labels(endpoint, request.method).observe(duration)
+        log.log(
+            logging.DEBUG if request.path in _QUIET else logging.INFO,
+            "%s %s %s", request.method, request.path, response.status_code,
+            extra={"method": request.method, "path": request.path, "status": response.status_code,
+                   "duration_ms": round(duration * 1000, 1), "caller": caller_name()},
+        )
+        return response
+
+    @app.teardown_request
+    def _forget(_exc):
+        context = g.pop("log_context", None)
+        if context is not None:
+            logs.request_id.reset(context)

@@ -1,0 +1,116 @@
+"""``GET /openapi.json``: the OpenAPI 3 document, generated (apispec) from the very
+marshmallow schemas the handlers load and dump."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, jsonify
+
+from . import schemas
+
+bp = Blueprint("openapi", __name__)
+
+POOL = "/api/v1/pool/{domain}"
+ERRORS = {
+    400: "The body is not a JSON object, or a field has the wrong type",
+    401: "No valid bearer token",
+    403: "The token's role may not do this",
+    404: "No such allocation",
+    409: "The name is taken, reserved, already active, or the pool is full",
+    410: "The reservation has expired",
+    413: "The body is larger than 16 KiB",
+    422: "Invalid subdomain, load-balancer IP, or a pool this service does not manage",
+    503: "The database cannot be reached",
+}
+# (path, method, summary, request schema, {status: (description, schema)}, error statuses, query params, auth)
+OPERATIONS = [
+    ("/healthz", "get", "Liveness: the database answers", None,
+     {200: ("Healthy", schemas.HealthSchema), 503: ("The database cannot be reached", schemas.NotReadySchema)},
+     (), (), False),
+    ("/readyz", "get", "Readiness: database up and schema at head", None,
+     {200: ("Ready", schemas.ReadySchema), 503: ("Not ready", schemas.NotReadySchema)}, (), (), False),
+    ("/api/v1/reserved", "get", "The reserved labels no tenant may claim", None,
+     {200: ("Sorted labels", schemas.ReservedSchema)}, (), (), False),
+    (f"{POOL}/check", "get", "Is a name available? (always 200; read body.available)", None,
+     {200: ("The answer", schemas.CheckResultSchema)}, (401, 403, 503), ("sub",), True),
+    (f"{POOL}/reserve", "post", "Reserve a name for PDM_RESERVATION_TTL", schemas.ReserveRequest,
+     {201: ("Reserved; the token is shown only here", schemas.ReserveResponseSchema)},
+     (400, 401, 403, 409, 413, 422, 503), (), True),
+    (f"{POOL}/commit", "post", "Activate a reservation and publish its DNS records", schemas.CommitRequest,
+     {200: ("Active, records published", schemas.AllocationSchema),
+      202: ("Active; the records are queued and retried until published", schemas.CommitPendingSchema)},
+     (400, 401, 403, 404, 409, 410, 413, 422, 503), (), True),
+    (f"{POOL}/release", "delete", "Free a name (and remove its records)", schemas.ReleaseRequest,
+     {200: ("Freed", schemas.ReleasedSchema),
+      202: ("Freed; the record removal is queued and retried until done", schemas.ReleasePendingSchema)},
+     (400, 401, 403, 404, 413, 422, 503), ("sub",), True),
+    (f"{POOL}/list", "get", "Every allocation of the pool, and pending DNS work (operators)", None,
+     {200: ("Allocations by subdomain", schemas.PoolListSchema)}, (401, 403, 422, 503), (), True),
+    (f"{POOL}/history", "get", "State changes and who made them, newest first (operators)", None,
+     {200: ("Events", schemas.HistorySchema)}, (401, 403, 422, 503), ("sub",), True),
+]
+
+
+def _timestamp_properties(self, field, **kwargs) -> dict:
+    # apispec leaves a custom DateTime format undescribed; ours is plain RFC 3339.
+    if isinstance(field, schemas.Timestamp):
+        return {"format": "date-time", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"}
+    return {}
+
+
+def build_spec() -> dict:
+    plugin = MarshmallowPlugin()
+    spec = APISpec(
+        title="pool-domain-manager",
+        version="2.0.0",
+        openapi_version="3.0.3",
+        plugins=[plugin],
+        info={"description": "The single authority for tenant subdomains under shared pool domains."},
+    )
+    plugin.converter.add_attribute_function(_timestamp_properties)
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    spec.components.schema("Error", schema=schemas.ErrorSchema)
+    for path, method, summary, request_schema, answers, errors, query, auth in OPERATIONS:
+        operation: dict = {"summary": summary, "responses": {}}
+        parameters = []
+        if "{domain}" in path:
+            parameters.append({"in": "path", "name": "domain", "required": True, "schema": {"type": "string"},
+                               "description": "The pool domain"})
+        for name in query:
+            # Never required: /check answers 200 invalid-format without it, release reads
+            # the body first.
+            parameters.append({"in": "query", "name": name, "required": False,
+                               "schema": {"type": "string"}, "description": "The subdomain"})
+        if parameters:
+            operation["parameters"] = parameters
+        if request_schema is not None:
+            operation["requestBody"] = {"required": method != "delete",
+                                        "content": {"application/json": {"schema": request_schema}}}
+        for status, (description, schema) in answers.items():
+            operation["responses"][str(status)] = {"description": description,
+                                                   "content": {"application/json": {"schema": schema}}}
+        for status in errors:
+            operation["responses"][str(status)] = {"description": ERRORS[status],
+                                                   "content": {"application/json": {"schema": "Error"}}}
+        if auth:
+            operation["security"] = [{"bearer": []}]
+            operation["responses"]["default"] = {"description": "Any other error (unknown path, method)",
+                                                 "content": {"application/json": {"schema": "Error"}}}
+        spec.path(path=path, operations={method: operation})
+    spec.path(path="/metrics", operations={"get": {"summary": "Prometheus metrics", "responses": {
+        "200": {"description": "Text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}})
+    spec.path(path="/openapi.json", operations={"get": {"summary": "This document", "responses": {
+        "200": {"description": "OpenAPI 3", "content": {"application/json": {"schema": {"type": "object"}}}}}}})
+    return spec.to_dict()
+
+
+@lru_cache(maxsize=1)
+def document() -> dict:
+    return build_spec()
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    return jsonify(document())

