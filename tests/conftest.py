@@ -211,7 +211,7 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if os.environ.get("PDM_REQUIRE_POSTGRES") != "1":
+    if os.environ.get("PDM_REQUIRE_POSTGRES") != "1" or session.config.option.collectonly:
         return
     passed = _PG_OUTCOMES.count("passed")
     skipped = _PG_OUTCOMES.count("skipped")
