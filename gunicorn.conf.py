@@ -4,8 +4,9 @@ import sys
 import tempfile
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
-# Threads keep /check answering while a commit waits on a slow registrar (bounded by
-# PDM_DNS_REQUEST_BUDGET).
+# Threads keep /check answering while commits wait on a slow registrar: at most
+# PDM_DNS_MAX_WAITING_REQUESTS (4) of a worker's threads wait, each for at most
+# PDM_DNS_REQUEST_BUDGET (bench/check_while_registrar_is_slow.py measures it).
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))

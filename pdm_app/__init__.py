@@ -63,6 +63,7 @@ def build(settings: Settings, registrar: Registrar | None = None) -> Pdm:
         record_names=settings.tenant_records,
         account=settings.dynadot_api_key or "",
         min_interval=settings.dynadot_min_interval,
+        max_waiting_requests=settings.dns_max_waiting_requests,
     )
     service = PoolService(
         session_factory,

@@ -108,6 +108,9 @@ class Settings:
     max_subhost_records: int = 100
     # How long a commit/release waits for the registrar before answering 202.
     dns_request_budget: float = 10.0
+    # How many requests of one process may wait on the registrar at once; the rest answer
+    # 202 straight away, so /check always has threads left.
+    dns_max_waiting_requests: int = 4
     # How often the background job retries pending DNS work.
     dns_retry_interval: float = 15.0
     # Whether this process runs the background jobs (they elect one leader anyway).
@@ -195,6 +198,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_subhost_records=_int(env, "PDM_MAX_SUBHOST_RECORDS", 100, low=1, high=100),
         dns_request_budget=_duration(env, "PDM_DNS_REQUEST_BUDGET", 10.0),
         dns_retry_interval=_duration(env, "PDM_DNS_RETRY_INTERVAL", 15.0),
+        dns_max_waiting_requests=_int(env, "PDM_DNS_MAX_WAITING_REQUESTS", 4, low=1, high=1000),
         run_jobs=run_jobs in ("true", "1", "yes"),
         api_tokens=tokens,
         auth_enabled=auth_enabled,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -111,6 +112,7 @@ class DnsPublisher:
         record_names: tuple[str, ...],
         account: str,
         min_interval: float,
+        max_waiting_requests: int = 4,
         clock: Callable[[], datetime] = domain.utcnow,
     ):
         self.session_factory = session_factory
@@ -120,10 +122,25 @@ class DnsPublisher:
         # Only a hash of the key is stored, to pace callers across processes.
         self.account = hashlib.sha256(account.encode()).hexdigest()
         self.min_interval = min_interval
+        self.max_waiting_requests = max_waiting_requests
+        self._request_slots = threading.BoundedSemaphore(max_waiting_requests)
         self.clock = clock
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory)
+
+    def publish_for_request(self, pool: str, work_ids: list[int], budget: float) -> bool:
+        """``publish`` from a request: only a few requests of this process wait on the
+        registrar at once, so a slow registrar cannot take every worker thread from
+        /check; the others answer 202 at once (their work is queued all the same)."""
+        if not self._request_slots.acquire(blocking=False):
+            log.info("dns pass for %s: %d requests already wait on the registrar; left to the retry job",
+                     pool, self.max_waiting_requests)
+            return False
+        try:
+            return self.publish(pool, work_ids, budget)
+        finally:
+            self._request_slots.release()
 
     def publish(self, pool: str, work_ids: list[int], budget: float | None) -> bool:
         """Run a pass for ``pool`` within ``budget`` seconds (None: no limit). True when

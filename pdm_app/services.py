@@ -263,7 +263,7 @@ class PoolService:
             work_id = tx.add_dns_work(pool, sub, PUBLISH, now)
             allocation = _to_domain(row)
         log.info("committed %s.%s -> %s", sub, pool, lb_ip)
-        done = self.publisher.publish(pool, [work_id], self.dns_request_budget)
+        done = self.publisher.publish_for_request(pool, [work_id], self.dns_request_budget)
         return Outcome(allocation, done)
 
     def release(self, pool: str, sub: str, caller: str) -> Outcome:
@@ -282,7 +282,7 @@ class PoolService:
         log.info("released %s.%s (was %s)", sub, pool, allocation.state)
         if work_id is None:
             return Outcome(allocation, True)
-        return Outcome(allocation, self.publisher.publish(pool, [work_id], self.dns_request_budget))
+        return Outcome(allocation, self.publisher.publish_for_request(pool, [work_id], self.dns_request_budget))
 
     def sweep(self) -> int:
         with self.uow() as tx:

@@ -50,9 +50,9 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def _postgres_available() -> str | None:
-    """None when PostgreSQL is ready, else why not."""
-    url = make_url(PG_URL)
+def ensure_database(pg_url: str) -> str | None:
+    """Create the database of ``pg_url`` if missing. None when it is ready, else why not."""
+    url = make_url(pg_url)
     admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT",
                           connect_args={"connect_timeout": 3})
     try:
@@ -72,7 +72,7 @@ _PG_PROBLEM: list = []
 
 def postgres_problem() -> str | None:
     if not _PG_PROBLEM:
-        _PG_PROBLEM.append(_postgres_available())
+        _PG_PROBLEM.append(ensure_database(PG_URL))
     return _PG_PROBLEM[0]
 
 

@@ -202,3 +202,35 @@ def test_secrets_never_leak(db_url, fake, caplog, capsys):
     assert all(API_SECRET not in str(params) for _, params in fake.calls)
     assert all(params.get("key") == API_KEY for _, params in fake.calls)
     app.extensions["pdm"].engine.dispose()
+
+
+def test_only_a_few_requests_wait_on_a_slow_registrar(db_url, fake):
+    """With one waiting slot, a second commit during a slow pass answers 202 at once
+    instead of holding a worker thread; its records still go out."""
+    import threading
+
+    app = create_app(make_settings(db_url, fake, dns_request_budget=10.0, dns_max_waiting_requests=1))
+    client = app.test_client()
+    tokens = {s: client.post(f"/api/v1/pool/{POOL}/reserve", json={"subdomain": s}).get_json()["reservationToken"]
+              for s in ("slow", "quick")}
+    fake.latency = 1.0
+    first = {}
+
+    def commit_slow():
+        first["status"] = app.test_client().post(f"/api/v1/pool/{POOL}/commit", json={
+            "subdomain": "slow", "reservationToken": tokens["slow"], "loadBalancerIP": LB}).status_code
+
+    t = threading.Thread(target=commit_slow)
+    t.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    second = client.post(f"/api/v1/pool/{POOL}/commit", json={
+        "subdomain": "quick", "reservationToken": tokens["quick"], "loadBalancerIP": LB})
+    waited = time.monotonic() - started
+    t.join(30)
+    assert second.status_code == 202 and waited < 1.0
+    assert first["status"] in (200, 202)
+    fake.latency = 0
+    recover(app)
+    assert len(tenant_records(fake.zone(POOL), "quick")) == 6
+    app.extensions["pdm"].engine.dispose()
