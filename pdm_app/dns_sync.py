@@ -194,7 +194,7 @@ class DnsPublisher:
             return True
         dirty = {w.subdomain for w in work}
         try:
-            self._wait_for_pacing()
+            self._wait_for_registrar()
             try:
                 current = self._call("get_dns", self.registrar.get_zone, pool, timeout=self._remaining(start, budget))
                 plan = plan_zone(current, dirty, active, self.record_names)
@@ -226,26 +226,35 @@ class DnsPublisher:
                 when.isoformat(), exc)
         with self.uow() as tx:
             tx.fail_work([w.id for w in work], f"{type(exc).__name__}: {exc}", when)
+            if error is not None and error.retry_after:
+                # The registrar throttles the key, not the pool: every caller waits.
+                tx.update_registrar_account(self.account,
+                                            paused_until=self.clock() + timedelta(seconds=error.retry_after))
 
     # -- pacing across processes ---------------------------------------------------
 
-    # The client spaces the calls of one process; these carry the spacing over to the
-    # next lock holder, which may be another worker or replica.
+    # The client spaces the calls of one process; these carry the spacing, and the
+    # registrar's request to back off, over to the next lock holder, which may be
+    # another worker or replica.
 
-    def _wait_for_pacing(self) -> None:
-        if self.min_interval <= 0:
-            return
+    def _wait_for_registrar(self) -> None:
         with self.uow() as tx:
-            last = tx.registrar_last_call(self.account)
-        if last is not None:
-            wait = self.min_interval - (datetime.now(timezone.utc) - last).total_seconds()
+            account = tx.registrar_account(self.account)
+        if account is None:
+            return
+        if account.paused_until is not None and account.paused_until > self.clock():
+            left = (account.paused_until - self.clock()).total_seconds()
+            raise RegistrarError(f"registrar calls paused for {left:.0f}s more (it throttled this key)",
+                                 transient=True, retry_after=left)
+        if account.last_call_at is not None and self.min_interval > 0:
+            wait = self.min_interval - (datetime.now(timezone.utc) - account.last_call_at).total_seconds()
             if wait > 0:
                 time.sleep(min(wait, self.min_interval))
 
     def _mark_called(self) -> None:
         if self.min_interval > 0:
             with self.uow() as tx:
-                tx.record_registrar_call(self.account, datetime.now(timezone.utc))
+                tx.update_registrar_account(self.account, last_call_at=datetime.now(timezone.utc))
 
     # -- background ----------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from sqlalchemy.types import TypeDecorator
 
 # The Alembic head these models describe; /readyz compares the database with it.
 # Revision ids are zero-padded numbers ("0003" follows "0002"), so they order.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -138,9 +138,11 @@ class PoolZone(Base):
 
 class RegistrarAccount(Base):
     """When the registrar was last called with a key (identified by a hash, never the
-    key), so pacing holds across processes."""
+    key), so pacing holds across processes; and until when it asked every caller with
+    that key to wait (its throttle error)."""
 
     __tablename__ = "registrar_accounts"
 
     account: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_call_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -176,15 +176,14 @@ class UnitOfWork:
 
     # -- registrar pacing -----------------------------------------------------------
 
-    def registrar_last_call(self, account: str) -> datetime | None:
-        stmt = select(RegistrarAccount.last_call_at).where(RegistrarAccount.account == account)
+    def registrar_account(self, account: str) -> RegistrarAccount | None:
+        stmt = select(RegistrarAccount).where(RegistrarAccount.account == account)
         return self.session.execute(stmt).scalar_one_or_none()
 
-    def record_registrar_call(self, account: str, when: datetime) -> None:
+    def update_registrar_account(self, account: str, **values) -> None:
+        """``last_call_at`` and/or ``paused_until`` of the account, creating its row."""
         self.session.execute(self._insert(RegistrarAccount).values(account=account).on_conflict_do_nothing())
-        self.session.execute(
-            update(RegistrarAccount).where(RegistrarAccount.account == account).values(last_call_at=when)
-        )
+        self.session.execute(update(RegistrarAccount).where(RegistrarAccount.account == account).values(**values))
 
     # -- figures for /metrics --------------------------------------------------------
 

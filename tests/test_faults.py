@@ -37,7 +37,11 @@ def pending(client):
 
 
 def recover(app):
-    assert app.extensions["pdm"].publisher.publish(POOL, [], budget=None)
+    """The registrar is back (and any throttle pause it asked for is over): one pass."""
+    publisher = app.extensions["pdm"].publisher
+    with publisher.uow() as tx:
+        tx.update_registrar_account(publisher.account, paused_until=None)
+    assert publisher.publish(POOL, [], budget=None)
 
 
 @pytest.mark.parametrize("fault", FAULTS + ["refused"])
@@ -141,6 +145,28 @@ def test_retry_job_respects_backoff_and_finishes(fast_app, fake):
     pdm.publisher.clock = lambda: utcnow() + timedelta(minutes=2)  # the minute has passed
     assert pdm.jobs.retry_dns() == 1
     assert len(tenant_records(fake.zone(POOL), "acme")) == 6
+    pdm.jobs.stop()
+
+
+def test_a_throttled_key_pauses_every_caller(fast_app, fake):
+    """Dynadot's throttle error is about the key: until the minute is over no request
+    and no job calls it again, whichever pool; then the work goes out."""
+    client = fast_app.test_client()
+    pdm = fast_app.extensions["pdm"]
+    fake.inject("throttle", times=1)
+    assert reserve_commit(client, "acme").status_code == 202
+    fake.reset_calls()
+    assert reserve_commit(client, "beta").status_code == 202
+    token = client.post("/api/v1/pool/openova.io/reserve", json={"subdomain": "gamma"}).get_json()["reservationToken"]
+    assert client.post("/api/v1/pool/openova.io/commit", json={
+        "subdomain": "gamma", "reservationToken": token, "loadBalancerIP": LB}).status_code == 202
+    assert fake.calls == []  # nobody called the registrar during the pause
+    assert "paused" in pending(client)[-1]["lastError"]
+    pdm.publisher.clock = lambda: utcnow() + timedelta(minutes=2)
+    pdm.settings = replace(pdm.settings, run_jobs=True)
+    assert pdm.jobs.retry_dns() == 2  # both pools, once the pause is over
+    assert len(tenant_records(fake.zone(POOL), "acme")) == 6 and len(tenant_records(fake.zone(POOL), "beta")) == 6
+    assert len(tenant_records(fake.zone("openova.io"), "gamma")) == 6
     pdm.jobs.stop()
 
 

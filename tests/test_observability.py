@@ -8,18 +8,19 @@ from alembic import command
 from sqlalchemy import create_engine, text
 
 from conftest import POOL, alembic_config, reset_schema
+from pdm_app.models import SCHEMA_REVISION
 
 LB = "198.51.100.7"
 
 
 def test_readyz_needs_the_schema_at_head(client, db_url):
     body = client.get("/readyz").get_json()
-    assert body == {"status": "ready", "schemaRevision": "0002"}
-    command.downgrade(alembic_config(db_url), "0001")
+    assert body == {"status": "ready", "schemaRevision": SCHEMA_REVISION}
+    command.downgrade(alembic_config(db_url), "-1")
     try:
         response = client.get("/readyz")
         assert response.status_code == 503
-        assert response.get_json()["error"] == "schema-not-at-head" and "0001" in response.get_json()["detail"]
+        assert response.get_json()["error"] == "schema-not-at-head" and SCHEMA_REVISION in response.get_json()["detail"]
         assert client.get("/healthz").status_code == 200  # alive, just not ready
     finally:
         reset_schema(db_url)
@@ -31,7 +32,7 @@ def test_readyz_needs_the_schema_at_head(client, db_url):
         assert client.get("/readyz").status_code == 200
     finally:
         with engine.begin() as conn:
-            conn.execute(text("UPDATE alembic_version SET version_num = '0002'"))
+            conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": SCHEMA_REVISION})
         engine.dispose()
 
 
