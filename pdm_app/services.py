@@ -86,6 +86,12 @@ class Event:
 
 
 @dataclass(frozen=True)
+class PoolHistory:
+    pool_domain: str
+    events: list[Event]
+
+
+@dataclass(frozen=True)
 class PoolListing:
     pool_domain: str
     allocations: list[Allocation]
@@ -173,15 +179,16 @@ class PoolService:
         with self.uow() as tx:
             return tx.schema_revision()
 
-    def history(self, pool: str, sub: str | None, limit: int = 500) -> list[Event]:
+    def history(self, pool: str, sub: str | None, limit: int = 500) -> PoolHistory:
         pool = domain.normalise(pool)
         domain.validate_pool(pool, self.managed_domains)
         if sub is not None:
             sub = domain.normalise(sub)
             domain.validate_subdomain(sub)
         with self.uow() as tx:
-            return [Event(e.subdomain, e.action, e.caller, e.at, e.load_balancer_ip)
-                    for e in tx.history(pool, sub, limit)]
+            events = [Event(e.subdomain, e.action, e.caller, e.at, e.load_balancer_ip)
+                      for e in tx.history(pool, sub, limit)]
+        return PoolHistory(pool, events)
 
     # -- state changes ----------------------------------------------------------------
 
@@ -285,8 +292,11 @@ class PoolService:
         return Outcome(allocation, self.publisher.publish_for_request(pool, [work_id], self.dns_request_budget))
 
     def sweep(self) -> int:
+        now = self.clock()
         with self.uow() as tx:
-            gone = tx.delete_expired_reservations(self.clock())
+            gone = tx.delete_expired_reservations(now)
+            for pool, sub in gone:
+                tx.record_event(pool, sub, "expire", "sweeper", now)
         for pool, sub in gone:
             log.info("swept expired reservation %s.%s", sub, pool)
         return len(gone)

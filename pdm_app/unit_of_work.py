@@ -99,10 +99,7 @@ class UnitOfWork:
             .where(PoolAllocation.state == domain.RESERVED, PoolAllocation.expires_at <= now)
             .returning(PoolAllocation.pool_domain, PoolAllocation.subdomain)
         )
-        gone = [tuple(r) for r in self.session.execute(stmt)]
-        for pool, sub in gone:
-            self.record_event(pool, sub, "expire", "sweeper", now)
-        return gone
+        return [tuple(r) for r in self.session.execute(stmt)]
 
     # -- history ----------------------------------------------------------------------
 

@@ -8,8 +8,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from conftest import POOL, ROOT, make_settings
 from pdm_app import create_app
 from pdm_app.locks import DatabaseLock

@@ -46,10 +46,6 @@ def _load(schema: Schema, data: dict | None) -> dict:
         raise ApiError("invalid-request", f"invalid field(s) -- {fields}", 400) from None
 
 
-def _allocation(allocation) -> dict:
-    return schemas.AllocationSchema().dump(allocation)
-
-
 @bp.get("/check")
 @requires(CLIENT)
 def check(domain: str):
@@ -74,7 +70,7 @@ def commit(domain: str):
         domain, body["subdomain"], body["reservationToken"] or "", body["sovereignFQDN"], body["loadBalancerIP"] or "",
         caller_name(),
     )
-    allocation = _allocation(outcome.allocation)
+    allocation = schemas.AllocationSchema().dump(outcome.allocation)
     if outcome.dns_done:
         return jsonify(allocation), 200
     return jsonify(schemas.CommitPendingSchema().dump({
@@ -124,9 +120,5 @@ def list_pool(domain: str):
 @bp.get("/history")
 @requires(OPERATOR)
 def history(domain: str):
-    sub = request.args.get("sub")
-    events = service().history(domain, sub)
-    return jsonify(schemas.HistorySchema().dump({
-        "pool_domain": domain.strip().lower(),
-        "events": [asdict(e) for e in events],
-    }))
+    history = service().history(domain, request.args.get("sub"))
+    return jsonify(schemas.HistorySchema().dump(asdict(history)))
