@@ -64,6 +64,10 @@ def build(settings: Settings, registrar: Registrar | None = None) -> Pdm:
         account=settings.dynadot_api_key or "",
         min_interval=settings.dynadot_min_interval,
         max_waiting_requests=settings.dns_max_waiting_requests,
+        max_subhost_records=settings.max_subhost_records,
+        max_apex_records=settings.max_apex_records,
+        late_write_window=settings.dns_late_write_window,
+        resync_interval=settings.dns_resync_interval,
     )
     service = PoolService(
         session_factory,
@@ -73,6 +77,8 @@ def build(settings: Settings, registrar: Registrar | None = None) -> Pdm:
         record_names=settings.tenant_records,
         max_subhost_records=settings.max_subhost_records,
         dns_request_budget=settings.dns_request_budget,
+        reservation_max_ttl=settings.reservation_max_ttl,
+        history_retention=settings.history_retention,
     )
     return Pdm(settings, engine, session_factory, registrar, publisher, service)
 

@@ -23,12 +23,14 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
+                 "d": 86400.0}
 
 
 def parse_duration(text: str) -> float:
-    """Go's ``time.ParseDuration`` syntax ("10m", "90s", "1h30m", "500ms", "0") in seconds."""
+    """Go's ``time.ParseDuration`` syntax ("10m", "90s", "1h30m", "500ms", "0") in seconds,
+    plus ``d`` for days (86400 s; Go has no such unit), so a retention reads "400d"."""
     s = text.strip()
     sign = 1.0
     if s[:1] in "+-" and s:
@@ -113,6 +115,16 @@ class Settings:
     dns_max_waiting_requests: int = 4
     # How often the background job retries pending DNS work.
     dns_retry_interval: float = 15.0
+    # How often the job leader reads every pool's zone back and repairs the service's own
+    # records (someone may have edited the zone by hand); 0 turns it off.
+    dns_resync_interval: float = 600.0
+    # A zone write that failed or timed out may still be applied by the registrar: the
+    # zone is read again this long after it.
+    dns_late_write_window: float = 180.0
+    # The longest a renew may extend a reservation to; at least reservation_ttl.
+    reservation_max_ttl: float = 7200.0
+    # How long history events are kept; the job leader prunes older ones.
+    history_retention: float = 400 * 86400.0
     # Whether this process runs the background jobs (they elect one leader anyway).
     run_jobs: bool = True
     api_tokens: tuple[ApiToken, ...] = field(default=(), repr=False)
@@ -131,7 +143,7 @@ def _duration(env: Mapping[str, str], name: str, default: float, *, positive: bo
     try:
         value = parse_duration(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a Go duration (like 10m, 90s, 1h30m, 500ms)") from None
+        raise ConfigError(f"{name}={raw!r} is not a Go duration (like 10m, 90s, 1h30m, 500ms, 400d)") from None
     if value < 0 or (positive and value == 0):
         raise ConfigError(f"{name}={raw!r} must be {'greater than' if positive else 'at least'} zero")
     return value
@@ -182,10 +194,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     tokens, auth_enabled = _auth(env)
 
+    reservation_ttl = _duration(env, "PDM_RESERVATION_TTL", 600.0)
+    # Unset, it is 2h -- or the TTL, where an existing deployment holds names longer.
+    reservation_max_ttl = _duration(env, "PDM_RESERVATION_MAX_TTL", max(7200.0, reservation_ttl))
+    # A renew could otherwise shorten a fresh reservation.
+    if reservation_max_ttl < reservation_ttl:
+        raise ConfigError(
+            f"PDM_RESERVATION_MAX_TTL ({reservation_max_ttl:g}s) must be at least "
+            f"PDM_RESERVATION_TTL ({reservation_ttl:g}s)"
+        )
+
     return Settings(
         database_url=url,
         managed_domains=tuple(sorted(domains)),
-        reservation_ttl=_duration(env, "PDM_RESERVATION_TTL", 600.0),
+        reservation_ttl=reservation_ttl,
+        reservation_max_ttl=reservation_max_ttl,
         sweeper_interval=_duration(env, "PDM_SWEEPER_INTERVAL", 30.0),
         log_level=LOG_LEVELS[level],
         port=_int(env, "PORT", 8080, low=1, high=65535),
@@ -199,6 +222,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dns_request_budget=_duration(env, "PDM_DNS_REQUEST_BUDGET", 10.0),
         dns_retry_interval=_duration(env, "PDM_DNS_RETRY_INTERVAL", 15.0),
         dns_max_waiting_requests=_int(env, "PDM_DNS_MAX_WAITING_REQUESTS", 4, low=1, high=1000),
+        dns_resync_interval=_duration(env, "PDM_DNS_RESYNC_INTERVAL", 600.0, positive=False),
+        dns_late_write_window=_duration(env, "PDM_DNS_LATE_WRITE_WINDOW", 180.0),
+        history_retention=_duration(env, "PDM_HISTORY_RETENTION", 400 * 86400.0),
         run_jobs=run_jobs in ("true", "1", "yes"),
         api_tokens=tokens,
         auth_enabled=auth_enabled,

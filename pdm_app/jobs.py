@@ -1,4 +1,5 @@
-"""Background jobs: the sweeper and the DNS retry pass, on APScheduler.
+"""Background jobs on APScheduler: the sweeper; the DNS pass for pools with work due, a
+read owed or a resync due; and pruning the history past its retention.
 
 Every gunicorn worker of every replica starts a scheduler, but a job only does work in
 the one process that holds the deployment-wide ``jobs`` lock (a PostgreSQL advisory lock
@@ -20,6 +21,9 @@ from . import metrics
 from .locks import DatabaseLock
 
 log = logging.getLogger(__name__)
+
+# Pruning is a cheap indexed delete; hourly keeps the table near its retention.
+PRUNE_INTERVAL = 3600.0
 
 
 class JobRunner:
@@ -56,7 +60,16 @@ class JobRunner:
     def retry_dns(self) -> int:
         if not self.is_leader():
             return 0
-        return self.pdm.publisher.publish_due()
+        return self.pdm.publisher.publish_due(self.pdm.settings.managed_domains)
+
+    def prune_history(self) -> int:
+        if not self.is_leader():
+            return 0
+        pruned = self.pdm.service.prune_history()
+        metrics.HISTORY_PRUNED.inc(pruned)
+        if pruned:
+            log.info("pruned %d history event(s) past the retention", pruned)
+        return pruned
 
     def _guarded(self, job):
         def run():
@@ -79,6 +92,8 @@ class JobRunner:
                           id="sweeper", name="sweeper", **common)
         scheduler.add_job(self._guarded(self.retry_dns), "interval", seconds=settings.dns_retry_interval,
                           id="dns-retry", name="dns-retry", **common)
+        scheduler.add_job(self._guarded(self.prune_history), "interval", seconds=PRUNE_INTERVAL,
+                          id="history-prune", name="history-prune", **common)
         scheduler.start()
         self.scheduler = scheduler
         log.info("background jobs scheduled (sweeper every %ss, dns retry every %ss)",

@@ -15,6 +15,8 @@ import time
 
 from sqlalchemy import Connection, Engine, text
 
+from . import metrics
+
 _POLL = 0.05
 log = logging.getLogger(__name__)
 
@@ -106,15 +108,40 @@ class DatabaseLock:
             self._drop()
             return False
 
+    def still_held(self) -> bool:
+        """Proof, asked of the server on the lock's own connection, that this process
+        holds the lock right now (a session lock dies silently with its connection)."""
+        if not self._held:
+            return False
+        if self._conn is None:
+            return True  # flock: held until this process closes the descriptor
+        key = advisory_key(self.name) & 0xFFFFFFFFFFFFFFFF
+        try:
+            held = self._conn.execute(
+                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                     "AND pid = pg_backend_pid() AND classid = :hi AND objid = :lo AND objsubid = 1"),
+                {"hi": key >> 32, "lo": key & 0xFFFFFFFF},
+            ).scalar()
+            self._conn.commit()
+        except Exception as exc:
+            log.warning("lock %s: its connection is gone (%s)", self.name, type(exc).__name__)
+            return False
+        return bool(held)
+
     def release(self) -> None:
         if not self._held:
             return
         try:
             if self._conn is not None:
-                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": advisory_key(self.name)})
+                released = self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": advisory_key(self.name)})
+                if not released.scalar():
+                    raise RuntimeError("the server says this session did not hold it")
                 self._conn.commit()
-        except Exception:
+        except Exception as exc:
             # A broken connection took the lock with it; make sure the pool forgets it.
+            metrics.LOCK_RELEASE_FAILURES.labels(self.name).inc()
+            log.warning("releasing lock %s failed (%s: %s); it was lost before", self.name, type(exc).__name__,
+                        str(exc)[:200])
             if self._conn is not None:
                 self._conn.invalidate()
         finally:

@@ -37,17 +37,25 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(entry, default=str))
 
 
-class StdoutHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stdout`` is at the time (test capture, a redirected
-    stream), not the one that existed when logging was set up."""
+class CurrentStreamHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` (or ``sys.stderr``) is at the time (test capture,
+    a redirected stream), not the one that existed when logging was set up."""
+
+    def __init__(self, which: str = "stdout"):
+        self.which = which
+        super().__init__()
 
     @property
     def stream(self):
-        return sys.stdout
+        return getattr(sys, self.which)
 
     @stream.setter
     def stream(self, _value):
         pass
+
+
+class StdoutHandler(CurrentStreamHandler):
+    """The service's log lines: stdout."""
 
 
 def configure_logging(settings: Settings) -> None:

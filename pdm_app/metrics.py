@@ -21,6 +21,11 @@ REGISTRAR_LATENCY = Histogram(
     "pdm_registrar_call_duration_seconds", "Time a registrar call took", ["command"],
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+LOCK_RELEASE_FAILURES = Counter("pdm_lock_release_failures_total", "Lock releases that failed (the lock was lost)",
+                                ["lock"])
+LOCK_LOST = Counter("pdm_dns_lock_lost_total", "DNS passes that found their registrar lock lost and wrote nothing "
+                    "more (or left their work pending)")
+HISTORY_PRUNED = Counter("pdm_history_pruned_total", "History events deleted past PDM_HISTORY_RETENTION")
 SWEPT = Counter("pdm_sweeper_deleted_total", "Lapsed reservations deleted by the sweeper")
 JOB_LEADER = Gauge("pdm_job_leader", "1 when this process holds the background-jobs lock",
                    multiprocess_mode="liveall")
@@ -30,10 +35,10 @@ class DatabaseCollector:
     """Allocations by pool and state, and the DNS work queue, read from the database."""
 
     def __init__(self, read):
-        self.read = read  # () -> (allocation counts, pending counts, oldest ages)
+        self.read = read  # () -> (allocation counts, pending counts, oldest ages, blocked pools)
 
     def collect(self):
-        counts, pending, oldest = self.read()
+        counts, pending, oldest, blocked_pools = self.read()
         allocations = GaugeMetricFamily("pdm_allocations", "Allocations by pool and state", labels=["pool", "state"])
         for (pool, state), n in sorted(counts.items()):
             allocations.add_metric([pool, state], n)
@@ -43,7 +48,11 @@ class DatabaseCollector:
         for pool, n in sorted(pending.items()):
             work.add_metric([pool], n)
             age.add_metric([pool], oldest[pool])
-        yield from (allocations, work, age)
+        blocked = GaugeMetricFamily("pdm_dns_pool_blocked", "1 while a pool's zone is not written back, by reason",
+                                    labels=["pool", "reason"])
+        for pool, reason in sorted(blocked_pools.items()):
+            blocked.add_metric([pool, reason], 1)
+        yield from (allocations, work, age, blocked)
 
 
 def exposition(read_database) -> bytes:

@@ -20,7 +20,7 @@ from sqlalchemy.types import TypeDecorator
 
 # The Alembic head these models describe; /readyz compares the database with it.
 # Revision ids are zero-padded numbers ("0003" follows "0002"), so they order.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -120,20 +120,49 @@ class AllocationEvent(Base):
     caller: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     load_balancer_ip: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What a DNS event was about (hosts repaired, a redacted registrar error).
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
 
-    __table_args__ = (Index("ix_allocation_history_pool_domain_subdomain_id", "pool_domain", "subdomain", "id"),)
+    __table_args__ = (
+        Index("ix_allocation_history_pool_domain_subdomain_id", "pool_domain", "subdomain", "id"),
+        Index("ix_allocation_history_at", "at"),
+    )
 
 
 class PoolZone(Base):
-    """Per pool: what the last zone read showed besides tenant records (so a commit can
-    tell without a registrar call whether the zone still has room), and the row a commit
-    locks to make that check race-free."""
+    """Per pool: what the last good zone read showed besides the service's own records
+    (so a commit can tell without a registrar call whether the zone still has room, and a
+    later read that lost some of them is recognised as broken), whether the pool is
+    blocked and why, when the zone is owed another read, and the row a commit locks to
+    make the room check race-free."""
 
     __tablename__ = "pool_zones"
 
     pool_domain: Mapped[str] = mapped_column(Text, primary_key=True)
     foreign_subhost_records: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
+    # The last good read (None: the zone's shape is not known yet).
     synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # JSON list of [host, type, value, extra]: every record of that read that is not ours.
+    foreign_records: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # PDM_TENANT_RECORDS as of that read: a different list makes a resync due.
+    record_names: Mapped[str | None] = mapped_column(Text, nullable=True)
+    blocked_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    blocked_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    blocked_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A read owed after a failed pass, or after a write that may still land late.
+    recheck_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class OwnedHost(Base):
+    """A host name of the pool's zone whose A records the service published (or is about
+    to): recorded before the write, so nothing it published is ever orphaned, and trimmed
+    once a read shows the records gone."""
+
+    __tablename__ = "dns_owned_hosts"
+
+    pool_domain: Mapped[str] = mapped_column(Text, primary_key=True)
+    host: Mapped[str] = mapped_column(Text, primary_key=True)
+    subdomain: Mapped[str] = mapped_column(Text)
 
 
 class RegistrarAccount(Base):
@@ -146,3 +175,6 @@ class RegistrarAccount(Base):
     account: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_call_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Fencing token: raised by every holder of the registrar lock when it takes it; a pass
+    # marks its work done only while the token is still its own.
+    fence: Mapped[int] = mapped_column(BigInteger, server_default="0", default=0)

@@ -1,13 +1,13 @@
-"""The use cases: check, reserve, commit, release, list, sweep. They speak in domain
-terms and raise ``DomainError`` with the contract's codes; the HTTP layer only maps
+"""The use cases: check, reserve, commit, release, renew, list, history, sweep, and the
+operators' DNS views (pools, pending work, drift, reconcile). They speak in domain terms
+and raise ``DomainError`` with the contract's codes; the HTTP layer and the CLI only map
 them to answers.
 
 Every row change commits (with the DNS work it implies) before the registrar is called.
+The state transitions themselves live on ``domain.Allocation``.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -17,18 +17,17 @@ from typing import Callable
 from sqlalchemy.orm import sessionmaker
 
 from . import domain
-from .dns_sync import DnsPublisher
-from .domain import ACTIVE, PUBLISH, REMOVE, RESERVED, Allocation, DomainError
-from .models import PoolAllocation
+from .dns_plan import NameDrift, desired_hosts, diff_zone, lost_foreign
+from .dns_sync import DnsPublisher, foreign_records
+from .domain import ACTIVE, RESERVED, Allocation, DomainError, Transition
+from .models import PoolAllocation, PoolZone
+from .redaction import redact
+from .registrar import Record, RegistrarError, UnreadableZone
 from .unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CREATED_BY = "catalyst-api"
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _to_domain(row: PoolAllocation) -> Allocation:
@@ -41,6 +40,7 @@ def _to_domain(row: PoolAllocation) -> Allocation:
         expires_at=row.expires_at,
         sovereign_fqdn=row.sovereign_fqdn,
         load_balancer_ip=row.load_balancer_ip,
+        token_digest=row.reservation_token,
     )
 
 
@@ -68,6 +68,7 @@ class Outcome:
 
 @dataclass(frozen=True)
 class PendingDns:
+    pool_domain: str
     subdomain: str
     action: str
     attempts: int
@@ -77,18 +78,31 @@ class PendingDns:
 
 
 @dataclass(frozen=True)
+class Blocked:
+    """Why a pool's zone is not written back, since when."""
+
+    reason: str
+    detail: str
+    since: datetime | None
+
+
+@dataclass(frozen=True)
 class Event:
+    id: int
     subdomain: str
     action: str
     caller: str
     at: datetime
     load_balancer_ip: str | None
+    detail: str | None
 
 
 @dataclass(frozen=True)
 class PoolHistory:
     pool_domain: str
     events: list[Event]
+    # The ``before`` that fetches the next page; None on the last one.
+    next_before: int | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,53 @@ class PoolListing:
     pool_domain: str
     allocations: list[Allocation]
     pending: list[PendingDns] = field(default_factory=list)
+    blocked: Blocked | None = None
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    pool_domain: str
+    active: int
+    reserved: int
+    pending: int
+    blocked: Blocked | None
+    synced_at: datetime | None
+    foreign_subhost_records: int | None
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    pool_domain: str
+    checked_at: datetime
+    names: list[NameDrift]
+    pending: list[PendingDns]
+    blocked: Blocked | None
+    # Records that are not the service's, there at the last good read and gone now: a
+    # pass refuses such a read until an operator accepts it (reconcile --force).
+    lost: list[Record] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.names and not self.pending and self.blocked is None and not self.lost
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    before: DriftReport
+    applied: bool
+    after: DriftReport | None = None
+    error: str | None = None
+
+
+def _blocked(zone: PoolZone | None) -> Blocked | None:
+    if zone is None or not zone.blocked_reason:
+        return None
+    return Blocked(zone.blocked_reason, zone.blocked_detail or "", zone.blocked_since)
+
+
+def _pending(work) -> PendingDns:
+    return PendingDns(work.pool_domain, work.subdomain, work.action, work.attempts, work.created_at,
+                      work.next_attempt_at, work.last_error)
 
 
 class PoolService:
@@ -109,15 +170,19 @@ class PoolService:
         record_names: tuple[str, ...],
         max_subhost_records: int,
         dns_request_budget: float,
+        reservation_max_ttl: float | None = None,
+        history_retention: float = 400 * 86400.0,
         clock: Callable[[], datetime] = domain.utcnow,
     ):
         self.session_factory = session_factory
         self.publisher = publisher
         self.managed_domains = managed_domains
         self.reservation_ttl = reservation_ttl
+        self.reservation_max_ttl = max(reservation_max_ttl or 0.0, reservation_ttl)
         self.record_names = record_names
         self.max_subhost_records = max_subhost_records
         self.dns_request_budget = dns_request_budget
+        self.history_retention = history_retention
         self.clock = clock
 
     def uow(self) -> UnitOfWork:
@@ -128,6 +193,11 @@ class PoolService:
         domain.validate_subdomain(sub)
         domain.validate_pool(pool, self.managed_domains)
         return pool, sub
+
+    def _pool(self, pool: str) -> str:
+        pool = domain.normalise(pool)
+        domain.validate_pool(pool, self.managed_domains)
+        return pool
 
     # -- reads ---------------------------------------------------------------------
 
@@ -149,66 +219,84 @@ class PoolService:
             return CheckResult(False, "reserved-state", f"{sub}.{pool} is held by a reservation")
         return CheckResult(False, "active-state", f"{sub}.{pool} is in use")
 
-    def list_pool(self, pool: str) -> PoolListing:
-        pool = domain.normalise(pool)
-        domain.validate_pool(pool, self.managed_domains)
+    def list_pool(self, pool: str, state: str | None = None) -> PoolListing:
+        pool = self._pool(pool)
         with self.uow() as tx:
-            rows = [_to_domain(r) for r in tx.list_allocations(pool)]
-            pending = [
-                PendingDns(w.subdomain, w.action, w.attempts, w.created_at, w.next_attempt_at, w.last_error)
-                for w in tx.pending_work(pool)
-            ]
-        return PoolListing(pool, rows, pending)
+            rows = [_to_domain(r) for r in tx.list_allocations(pool, state)]
+            pending = [_pending(w) for w in tx.pending_work(pool)]
+            blocked = _blocked(tx.pool_zone(pool))
+        return PoolListing(pool, rows, pending, blocked)
+
+    def pools(self) -> list[PoolStatus]:
+        """Every managed pool: its tenants, pending DNS work, and the state of its zone."""
+        with self.uow() as tx:
+            counts = tx.allocation_counts()
+            pending = tx.pending_summary()
+            zones = tx.pool_zones()
+        result = []
+        for pool in self.managed_domains:
+            zone = zones.get(pool)
+            result.append(PoolStatus(
+                pool, counts.get((pool, ACTIVE), 0), counts.get((pool, RESERVED), 0),
+                pending.get(pool, (0, None))[0], _blocked(zone),
+                zone.synced_at if zone else None,
+                zone.foreign_subhost_records if zone and zone.synced_at else None,
+            ))
+        return result
+
+    def pending_dns(self, pool: str | None = None) -> list[PendingDns]:
+        if pool is not None:
+            pool = self._pool(pool)
+        with self.uow() as tx:
+            return [_pending(w) for w in tx.pending_work(pool)]
 
     def ping(self) -> None:
         with self.uow() as tx:
             tx.ping()
 
-    def figures(self) -> tuple[dict, dict, dict]:
-        """For /metrics: allocations by (pool, state), pending DNS work by pool, and the
-        age in seconds of each pool's oldest pending change."""
+    def figures(self) -> tuple[dict, dict, dict, dict]:
+        """For /metrics: allocations by (pool, state), pending DNS work by pool, the age in
+        seconds of each pool's oldest pending change, and the blocked pools' reasons."""
         with self.uow() as tx:
             counts = tx.allocation_counts()
             summary = tx.pending_summary()
+            blocked = tx.blocked_pools()
         now = domain.utcnow()
         pending = {pool: n for pool, (n, _) in summary.items()}
         oldest = {pool: max(0.0, (now - first).total_seconds()) for pool, (_, first) in summary.items()}
-        return counts, pending, oldest
+        return counts, pending, oldest, blocked
 
     def schema_revision(self) -> str | None:
         with self.uow() as tx:
             return tx.schema_revision()
 
-    def history(self, pool: str, sub: str | None, limit: int = 500) -> PoolHistory:
-        pool = domain.normalise(pool)
-        domain.validate_pool(pool, self.managed_domains)
+    def history(self, pool: str, sub: str | None, limit: int = 500, before: int | None = None) -> PoolHistory:
+        pool = self._pool(pool)
         if sub is not None:
             sub = domain.normalise(sub)
             domain.validate_subdomain(sub)
+        if not 1 <= limit <= 1000:
+            raise DomainError("invalid-request", "limit must be between 1 and 1000", 400)
         with self.uow() as tx:
-            events = [Event(e.subdomain, e.action, e.caller, e.at, e.load_balancer_ip)
-                      for e in tx.history(pool, sub, limit)]
-        return PoolHistory(pool, events)
+            # One more than asked: whether a next page exists.
+            events = [Event(e.id, e.subdomain, e.action, e.caller, e.at, e.load_balancer_ip, e.detail)
+                      for e in tx.history(pool, sub, limit + 1, before)]
+        more = len(events) > limit
+        events = events[:limit]
+        return PoolHistory(pool, events, events[-1].id if more else None)
 
     # -- state changes ----------------------------------------------------------------
 
     def reserve(self, pool: str, sub: str, created_by: str | None, caller: str) -> Reservation:
         pool, sub = self._validate(pool, sub)
-        if domain.is_reserved(sub):
-            raise DomainError("reserved-name", f"{sub!r} is a reserved name and cannot be claimed", 409)
         now = self.clock()
         token = str(uuid.uuid4())
+        allocation = Allocation.reserve(pool, sub, (created_by or "").strip() or DEFAULT_CREATED_BY, token, now,
+                                        self.reservation_ttl)
         values = dict(
-            pool_domain=pool,
-            subdomain=sub,
-            state=RESERVED,
-            reserved_at=now,
-            expires_at=now + timedelta(seconds=self.reservation_ttl),
-            reservation_token=token_digest(token),
-            sovereign_fqdn=None,
-            load_balancer_ip=None,
-            created_by=(created_by or "").strip() or DEFAULT_CREATED_BY,
-            updated_at=now,
+            pool_domain=pool, subdomain=sub, state=allocation.state, reserved_at=now,
+            expires_at=allocation.expires_at, reservation_token=allocation.token_digest, sovereign_fqdn=None,
+            load_balancer_ip=None, created_by=allocation.created_by, updated_at=now,
         )
         with self.uow() as tx:
             # The primary key decides races: one insert wins, the others find its row.
@@ -221,12 +309,10 @@ class PoolService:
                 if row is None or not _to_domain(row).is_expired(now):
                     raise DomainError("conflict", f"{sub}.{pool} is already taken", 409)
                 # A lapsed reservation the sweeper has not reached yet: take it over.
-                tx.record_event(pool, sub, "expire", caller, now)
-                for key, value in values.items():
-                    setattr(row, key, value)
+                tx.record_event(pool, sub, _to_domain(row).expire().action, caller, now)
+                tx.save_allocation(row, allocation, now)
             tx.record_event(pool, sub, "reserve", caller, now)
-            allocation = Allocation(**{k: values[k] for k in Allocation.__dataclass_fields__})
-        log.info("reserved %s.%s for %s until %s", sub, pool, values["created_by"], values["expires_at"])
+        log.info("reserved %s.%s for %s until %s", sub, pool, allocation.created_by, allocation.expires_at)
         return Reservation(allocation, token)
 
     def commit(self, pool: str, sub: str, token: str, sovereign_fqdn: str | None, lb_ip: str, caller: str) -> Outcome:
@@ -235,61 +321,82 @@ class PoolService:
         lb_ip = (lb_ip or "").strip()
         domain.validate_ipv4(lb_ip)
         domain.validate_pool(pool, self.managed_domains)
+        started = self.clock()
+        with self.uow() as tx:
+            zone = tx.pool_zone(pool)
+        if zone is None or zone.synced_at is None:
+            # The zone's shape is unknown: read it first, so a zone too full for another
+            # tenant is a 409 now rather than a write that fails for ever.
+            self.publisher.publish_for_request(pool, [], self.dns_request_budget, verify=True)
         now = self.clock()
         with self.uow() as tx:
             zone = tx.lock_pool(pool)  # lock order everywhere: pool, then row
             row = tx.get_allocation(pool, sub, lock=True)
             if row is None:
                 raise DomainError("not-found", f"no reservation for {sub}.{pool}", 404)
-            token_ok = hmac.compare_digest(row.reservation_token, token_digest(token or ""))
-            if row.state == ACTIVE:
-                if not (token_ok and row.load_balancer_ip == lb_ip):
-                    raise DomainError("already-active", f"{sub}.{pool} is already active", 409)
-                # A retry of a commit that went through: make sure the records are out.
-                action = "commit-retry"
-            else:
-                if _to_domain(row).is_expired(now):
-                    raise DomainError("reservation-expired", f"the reservation of {sub}.{pool} has expired", 410)
-                if not token_ok:
-                    raise DomainError("token-mismatch", "reservationToken does not match the reservation", 403)
-                needed = (tx.count_active(pool) + 1) * len(self.record_names) + zone.foreign_subhost_records
-                if needed > self.max_subhost_records:
-                    raise DomainError(
-                        "pool-full",
-                        f"the zone of {pool} cannot hold another tenant's records "
-                        f"({needed} sub-host records needed, the registrar takes {self.max_subhost_records})",
-                        409,
-                    )
-                action = "commit"
-                row.state = ACTIVE
-                row.expires_at = None
-                row.sovereign_fqdn = (sovereign_fqdn or "").strip() or None
-                row.load_balancer_ip = lb_ip
-                row.updated_at = now
-            tx.record_event(pool, sub, action, caller, now, lb_ip)
-            work_id = tx.add_dns_work(pool, sub, PUBLISH, now)
-            allocation = _to_domain(row)
+            change = _to_domain(row).commit(token, lb_ip, (sovereign_fqdn or "").strip() or None, now)
+            if change.action == "commit":
+                self._check_room(tx, zone, pool)
+                tx.save_allocation(row, change.allocation, now)
+            allocation = change.allocation
+            work_id = self._apply(tx, allocation, change, caller, now)
         log.info("committed %s.%s -> %s", sub, pool, lb_ip)
-        done = self.publisher.publish_for_request(pool, [work_id], self.dns_request_budget)
+        budget = max(0.1, self.dns_request_budget - (self.clock() - started).total_seconds())
+        done = self.publisher.publish_for_request(pool, [work_id], budget)
         return Outcome(allocation, done)
+
+    def _check_room(self, tx: UnitOfWork, zone: PoolZone, pool: str) -> None:
+        needed = (tx.count_active(pool) + 1) * len(self.record_names) + zone.foreign_subhost_records
+        if needed > self.max_subhost_records:
+            raise DomainError(
+                "pool-full",
+                f"the zone of {pool} cannot hold another tenant's records "
+                f"({needed} sub-host records needed, the registrar takes {self.max_subhost_records})",
+                409,
+            )
+
+    @staticmethod
+    def _apply(tx: UnitOfWork, subject: Allocation, change: Transition, caller: str, now: datetime) -> int | None:
+        """Record a transition's history event and queue the DNS work it implies."""
+        tx.record_event(subject.pool_domain, subject.subdomain, change.action, caller, now, subject.load_balancer_ip)
+        if change.dns is None:
+            return None
+        return tx.add_dns_work(subject.pool_domain, subject.subdomain, change.dns, now)
 
     def release(self, pool: str, sub: str, caller: str) -> Outcome:
         pool, sub = self._validate(pool, sub)
         now = self.clock()
-        work_id = None
         with self.uow() as tx:
             row = tx.get_allocation(pool, sub, lock=True)
             if row is None:
                 raise DomainError("not-found", f"no allocation for {sub}.{pool}", 404)
             allocation = _to_domain(row)
+            change = allocation.release()
             tx.delete_allocation(row)
-            tx.record_event(pool, sub, "release", caller, now, allocation.load_balancer_ip)
-            if allocation.state == ACTIVE:
-                work_id = tx.add_dns_work(pool, sub, REMOVE, now)
+            work_id = self._apply(tx, allocation, change, caller, now)
         log.info("released %s.%s (was %s)", sub, pool, allocation.state)
         if work_id is None:
             return Outcome(allocation, True)
         return Outcome(allocation, self.publisher.publish_for_request(pool, [work_id], self.dns_request_budget))
+
+    def renew(self, pool: str, sub: str, token: str | None, ttl: float | None, caller: str) -> Allocation:
+        """Hold a live reservation ``ttl`` seconds from now (default PDM_RESERVATION_TTL,
+        at most PDM_RESERVATION_MAX_TTL). ``token`` None: an operator's renew."""
+        pool, sub = self._validate(pool, sub)
+        ttl = self.reservation_ttl if ttl is None else ttl
+        if not 0 < ttl <= self.reservation_max_ttl:
+            raise DomainError("invalid-ttl", f"ttl must be more than 0 and at most {self.reservation_max_ttl:g} "
+                                             "seconds (PDM_RESERVATION_MAX_TTL)", 422)
+        now = self.clock()
+        with self.uow() as tx:
+            row = tx.get_allocation(pool, sub, lock=True)
+            if row is None:
+                raise DomainError("not-found", f"no reservation for {sub}.{pool}", 404)
+            change = _to_domain(row).renew(token, now, ttl)
+            tx.save_allocation(row, change.allocation, now)
+            self._apply(tx, change.allocation, change, caller, now)
+        log.info("renewed %s.%s until %s", sub, pool, change.allocation.expires_at)
+        return change.allocation
 
     def sweep(self) -> int:
         now = self.clock()
@@ -300,3 +407,62 @@ class PoolService:
         for pool, sub in gone:
             log.info("swept expired reservation %s.%s", sub, pool)
         return len(gone)
+
+    def prune_history(self) -> int:
+        """Delete history events older than PDM_HISTORY_RETENTION."""
+        with self.uow() as tx:
+            return tx.prune_history(self.clock() - timedelta(seconds=self.history_retention))
+
+    # -- the pools' DNS, for operators ---------------------------------------------------
+
+    def retry_dns(self, pool: str | None = None) -> dict[str, bool]:
+        """A pass now for ``pool`` (or every pool with pending work or blocked), whatever
+        its back-off says; True where the zone is now what the table says."""
+        if pool is not None:
+            pools = [self._pool(pool)]
+        else:
+            with self.uow() as tx:
+                blocked = tx.blocked_pools()
+            pools = sorted({w.pool_domain for w in self.pending_dns()} | set(blocked))
+        return {p: self.publisher.publish(p, [], budget=None, verify=True) for p in pools}
+
+    def drift(self, pool: str) -> DriftReport:
+        """One read of the zone compared with the table: what is missing, wrong or left
+        over, per name."""
+        pool = self._pool(pool)
+        try:
+            zone = self.publisher.read_zone(pool, self.dns_request_budget)
+        except UnreadableZone as exc:
+            raise DomainError(exc.reason, redact(str(exc)), 502) from None
+        except RegistrarError as exc:
+            raise DomainError("registrar-unavailable", redact(f"the zone could not be read: {exc}"), 502) from None
+        with UnitOfWork(self.session_factory, snapshot=True) as tx:
+            states = tx.allocation_states(pool)
+            active = tx.active_ips(pool)
+            owned = tx.owned_hosts(pool)
+            pending = [_pending(w) for w in tx.pending_work(pool)]
+            state = tx.pool_zone(pool)
+        names = diff_zone(zone, states, active, self.record_names, owned)
+        last = foreign_records(state.foreign_records if state else None)
+        lost = lost_foreign(zone, set(desired_hosts(active, self.record_names)) | owned, last)
+        return DriftReport(pool, self.clock(), names, pending, _blocked(state), lost)
+
+    def reconcile(self, pool: str, *, apply: bool, force: bool, caller: str) -> ReconcileResult:
+        """The drift report, and with ``apply`` a pass that repairs it: orphans of names
+        without an allocation are removed too, and with ``force`` the zone as it now reads
+        is accepted (a block on lost foreign records is lifted)."""
+        before = self.drift(pool)
+        if not apply:
+            return ReconcileResult(before, applied=False)
+        pool = before.pool_domain
+        adopt = frozenset(host for name in before.names for host in name.orphans)
+        with self.uow() as tx:
+            tx.record_event(pool, "", "reconcile", caller, self.clock(),
+                            detail=f"apply{' --force' if force else ''}: {len(before.names)} name(s) with drift")
+        done = self.publisher.publish(pool, [], budget=None, verify=True, accept=force, adopt=adopt)
+        after = self.drift(pool)
+        error = None
+        if not done:
+            error = (after.blocked.detail if after.blocked else None) or next(
+                (p.last_error for p in after.pending if p.last_error), None) or "the pass did not complete"
+        return ReconcileResult(before, applied=done, after=after, error=error)

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import domain
-from .models import AllocationEvent, DnsWork, PoolAllocation, PoolZone, RegistrarAccount
+from .models import AllocationEvent, DnsWork, OwnedHost, PoolAllocation, PoolZone, RegistrarAccount
 
 
 class UnitOfWork:
@@ -66,13 +66,26 @@ class UnitOfWork:
             stmt = stmt.with_for_update()
         return self.session.execute(stmt).scalar_one_or_none()
 
-    def list_allocations(self, pool: str) -> list[PoolAllocation]:
+    def list_allocations(self, pool: str, state: str | None = None) -> list[PoolAllocation]:
         stmt = (
             select(PoolAllocation)
             .where(PoolAllocation.pool_domain == pool)
             .order_by(PoolAllocation.subdomain)
         )
+        if state is not None:
+            stmt = stmt.where(PoolAllocation.state == state)
         return list(self.session.execute(stmt).scalars())
+
+    def allocation_states(self, pool: str) -> dict[str, str]:
+        stmt = select(PoolAllocation.subdomain, PoolAllocation.state).where(PoolAllocation.pool_domain == pool)
+        return {sub: state for sub, state in self.session.execute(stmt)}
+
+    def save_allocation(self, row: PoolAllocation, allocation: domain.Allocation, now: datetime) -> None:
+        """Write a transition's allocation onto its row."""
+        for name in ("state", "reserved_at", "created_by", "expires_at", "sovereign_fqdn", "load_balancer_ip"):
+            setattr(row, name, getattr(allocation, name))
+        row.reservation_token = allocation.token_digest
+        row.updated_at = now
 
     def active_ips(self, pool: str) -> dict[str, str]:
         """Every active tenant of the pool and the address its records point at."""
@@ -104,15 +117,22 @@ class UnitOfWork:
     # -- history ----------------------------------------------------------------------
 
     def record_event(self, pool: str, sub: str, action: str, caller: str, at: datetime,
-                     load_balancer_ip: str | None = None) -> None:
+                     load_balancer_ip: str | None = None, detail: str | None = None) -> None:
         self.session.add(AllocationEvent(pool_domain=pool, subdomain=sub, action=action, caller=caller, at=at,
-                                         load_balancer_ip=load_balancer_ip))
+                                         load_balancer_ip=load_balancer_ip, detail=detail))
 
-    def history(self, pool: str, sub: str | None, limit: int) -> list[AllocationEvent]:
+    def history(self, pool: str, sub: str | None, limit: int, before: int | None = None) -> list[AllocationEvent]:
+        """Newest first; ``before`` an event id: the page after the one that ended there."""
         stmt = select(AllocationEvent).where(AllocationEvent.pool_domain == pool)
         if sub is not None:
             stmt = stmt.where(AllocationEvent.subdomain == sub)
+        if before is not None:
+            stmt = stmt.where(AllocationEvent.id < before)
         return list(self.session.execute(stmt.order_by(AllocationEvent.id.desc()).limit(limit)).scalars())
+
+    def prune_history(self, older_than: datetime) -> int:
+        result = self.session.execute(delete(AllocationEvent).where(AllocationEvent.at < older_than))
+        return result.rowcount or 0
 
     # -- pool capacity -------------------------------------------------------------
 
@@ -125,15 +145,41 @@ class UnitOfWork:
         stmt = select(PoolZone).where(PoolZone.pool_domain == pool).with_for_update()
         return self.session.execute(stmt).scalar_one()
 
-    def record_zone_shape(self, pool: str, foreign_subhost_records: int, now: datetime) -> None:
-        self.session.execute(
-            self._insert(PoolZone).values(pool_domain=pool).on_conflict_do_nothing()
-        )
-        self.session.execute(
-            update(PoolZone)
-            .where(PoolZone.pool_domain == pool)
-            .values(foreign_subhost_records=foreign_subhost_records, synced_at=now)
-        )
+    def pool_zone(self, pool: str) -> PoolZone | None:
+        return self.session.get(PoolZone, pool)
+
+    def pool_zones(self) -> dict[str, PoolZone]:
+        return {z.pool_domain: z for z in self.session.execute(select(PoolZone)).scalars()}
+
+    def update_pool_zone(self, pool: str, **values) -> None:
+        self.session.execute(self._insert(PoolZone).values(pool_domain=pool).on_conflict_do_nothing())
+        self.session.execute(update(PoolZone).where(PoolZone.pool_domain == pool).values(**values))
+
+    def schedule_recheck(self, pool: str, at: datetime, now: datetime) -> None:
+        """A zone read owed at ``at``; a later one already owed (a write that may still
+        land) is kept."""
+        zone = self.pool_zone(pool)
+        if zone is not None and zone.recheck_at is not None and zone.recheck_at > max(at, now):
+            return
+        self.update_pool_zone(pool, recheck_at=at)
+
+    # -- the hosts the service owns ----------------------------------------------------
+
+    def owned_hosts(self, pool: str) -> set[str]:
+        return set(self.session.execute(select(OwnedHost.host).where(OwnedHost.pool_domain == pool)).scalars())
+
+    def own_hosts(self, pool: str, hosts: set[str]) -> None:
+        for host in sorted(hosts):
+            self.session.execute(
+                self._insert(OwnedHost)
+                .values(pool_domain=pool, host=host, subdomain=domain.tenant_of(host))
+                .on_conflict_do_nothing()
+            )
+
+    def set_owned_hosts(self, pool: str, hosts: set[str]) -> None:
+        """Exactly ``hosts``: what a good write left in the zone."""
+        self.session.execute(delete(OwnedHost).where(OwnedHost.pool_domain == pool, OwnedHost.host.not_in(hosts)))
+        self.own_hosts(pool, hosts)
 
     # -- DNS work queue ------------------------------------------------------------
 
@@ -163,6 +209,14 @@ class UnitOfWork:
         if ids:
             self.session.execute(delete(DnsWork).where(DnsWork.id.in_(ids)))
 
+    def defer_work(self, ids: list[int], until: datetime, why: str) -> None:
+        """Not attempted (the registrar asked every caller to wait): due again at ``until``,
+        its attempts unchanged."""
+        if ids:
+            self.session.execute(
+                update(DnsWork).where(DnsWork.id.in_(ids)).values(next_attempt_at=until, last_error=why[:500])
+            )
+
     def fail_work(self, ids: list[int], error: str, next_attempt_at: datetime) -> None:
         if ids:
             self.session.execute(
@@ -182,6 +236,16 @@ class UnitOfWork:
         self.session.execute(self._insert(RegistrarAccount).values(account=account).on_conflict_do_nothing())
         self.session.execute(update(RegistrarAccount).where(RegistrarAccount.account == account).values(**values))
 
+    def take_fence(self, account: str) -> int:
+        """A new fencing token for the holder of the account's lock."""
+        self.update_registrar_account(account, fence=RegistrarAccount.fence + 1)
+        return self.fence(account)
+
+    def fence(self, account: str) -> int:
+        # Locked, so no new holder takes a token between this check and the commit.
+        stmt = select(RegistrarAccount.fence).where(RegistrarAccount.account == account).with_for_update()
+        return self.session.execute(stmt).scalar_one()
+
     # -- figures for /metrics --------------------------------------------------------
 
     def allocation_counts(self) -> dict[tuple[str, str], int]:
@@ -189,6 +253,10 @@ class UnitOfWork:
             PoolAllocation.pool_domain, PoolAllocation.state
         )
         return {(pool, state): n for pool, state, n in self.session.execute(stmt)}
+
+    def blocked_pools(self) -> dict[str, str]:
+        stmt = select(PoolZone.pool_domain, PoolZone.blocked_reason).where(PoolZone.blocked_reason.is_not(None))
+        return {pool: reason for pool, reason in self.session.execute(stmt)}
 
     def pending_summary(self) -> dict[str, tuple[int, datetime]]:
         """Per pool: how much DNS work is pending and when the oldest was queued."""

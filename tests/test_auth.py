@@ -65,8 +65,9 @@ def test_operator_may_do_everything_and_history_names_callers(secure):
     assert secure.delete(f"/api/v1/pool/{POOL}/release?sub=acme", headers=OPERATOR).status_code == 200
     history = secure.get(f"/api/v1/pool/{POOL}/history?sub=acme", headers=OPERATOR).get_json()
     assert [(e["action"], e["caller"]) for e in history["events"]] == [
-        ("release", "ops-alice"), ("commit", "catalyst-api"), ("reserve", "catalyst-api")]
-    assert history["events"][1]["loadBalancerIP"] == "198.51.100.7"
+        ("dns-removed", "dns"), ("release", "ops-alice"), ("dns-published", "dns"), ("commit", "catalyst-api"),
+        ("reserve", "catalyst-api")]
+    assert history["events"][3]["loadBalancerIP"] == "198.51.100.7"
 
 
 def test_open_endpoints_need_no_token(secure):

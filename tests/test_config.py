@@ -15,13 +15,13 @@ KEY = {"DYNADOT_API_KEY": "k", "PDM_AUTH": "disabled"}
 @pytest.mark.parametrize(
     "text, seconds",
     [("10m", 600), ("90s", 90), ("1h30m", 5400), ("500ms", 0.5), ("0", 0), ("1.5s", 1.5), ("2h", 7200),
-     ("1m30s500ms", 90.5), ("250us", 0.00025)],
+     ("1m30s500ms", 90.5), ("250us", 0.00025), ("400d", 400 * 86400), ("1d12h", 129600)],
 )
 def test_go_durations(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["10", "ten", "10 m", "m", "1d", "", "1h-30m"])
+@pytest.mark.parametrize("text", ["10", "ten", "10 m", "m", "1w", "d", "1y", "", "1h-30m"])
 def test_bad_durations(text):
     with pytest.raises(ValueError):
         parse_duration(text)
@@ -36,6 +36,8 @@ def test_defaults():
     assert s.tenant_records == ("*", "console", "gitea", "harbor", "admin", "api")
     assert s.database_url.startswith("sqlite:///")
     assert s.log_level == "INFO"
+    assert s.dns_resync_interval == 600 and s.dns_late_write_window == 180
+    assert s.reservation_max_ttl == 7200 and s.history_retention == 400 * 86400
 
 
 def test_managed_domains_rules():
@@ -69,6 +71,25 @@ def test_durations_and_records_from_env():
     assert s.log_level == "WARNING"
 
 
+def test_resync_retention_and_max_ttl_from_env():
+    s = load_settings({**KEY, "PDM_DNS_RESYNC_INTERVAL": "1h", "PDM_DNS_LATE_WRITE_WINDOW": "90s",
+                       "PDM_RESERVATION_MAX_TTL": "1d12h", "PDM_HISTORY_RETENTION": "30d"})
+    assert (s.dns_resync_interval, s.dns_late_write_window) == (3600, 90)
+    assert (s.reservation_max_ttl, s.history_retention) == (129600, 30 * 86400)
+    # 0 turns the resync off.
+    assert load_settings({**KEY, "PDM_DNS_RESYNC_INTERVAL": "0"}).dns_resync_interval == 0
+
+
+def test_max_ttl_may_equal_the_ttl_but_not_be_below_it():
+    same = load_settings({**KEY, "PDM_RESERVATION_TTL": "30m", "PDM_RESERVATION_MAX_TTL": "30m"})
+    assert same.reservation_ttl == same.reservation_max_ttl == 1800
+    with pytest.raises(ConfigError, match="PDM_RESERVATION_MAX_TTL"):
+        load_settings({**KEY, "PDM_RESERVATION_TTL": "30m", "PDM_RESERVATION_MAX_TTL": "20m"})
+    # An existing deployment with a TTL past the default max (2h) still starts: unset,
+    # the max follows the TTL.
+    assert load_settings({**KEY, "PDM_RESERVATION_TTL": "3h"}).reservation_max_ttl == 3 * 3600
+
+
 @pytest.mark.parametrize(
     "env, name",
     [
@@ -82,6 +103,14 @@ def test_durations_and_records_from_env():
         ({"PDM_TENANT_RECORDS": "a b_c"}, "PDM_TENANT_RECORDS"),
         ({"PDM_MAX_SUBHOST_RECORDS": "500"}, "PDM_MAX_SUBHOST_RECORDS"),
         ({"DYNADOT_API_KEY": ""}, "DYNADOT_API_KEY"),
+        ({"PDM_DNS_RESYNC_INTERVAL": "often"}, "PDM_DNS_RESYNC_INTERVAL"),
+        ({"PDM_DNS_RESYNC_INTERVAL": "-1m"}, "PDM_DNS_RESYNC_INTERVAL"),
+        ({"PDM_DNS_LATE_WRITE_WINDOW": "0"}, "PDM_DNS_LATE_WRITE_WINDOW"),
+        ({"PDM_DNS_LATE_WRITE_WINDOW": "3 min"}, "PDM_DNS_LATE_WRITE_WINDOW"),
+        ({"PDM_RESERVATION_MAX_TTL": "0s"}, "PDM_RESERVATION_MAX_TTL"),
+        ({"PDM_RESERVATION_MAX_TTL": "2 hours"}, "PDM_RESERVATION_MAX_TTL"),
+        ({"PDM_HISTORY_RETENTION": "0d"}, "PDM_HISTORY_RETENTION"),
+        ({"PDM_HISTORY_RETENTION": "400days"}, "PDM_HISTORY_RETENTION"),
     ],
 )
 def test_bad_values_name_the_variable(env, name):

@@ -208,10 +208,14 @@ def test_commit_publishes_six_records_and_keeps_the_rest(client, fake):
     assert zone.ttl == 300
     # the other pools were not touched
     assert fake.zone("omani.works").records == fake.zone("openova.io").records
-    # one read and one write, never an append
+    # The zone's shape was unknown, so the commit read it before deciding it has room;
+    # then one read and one write, never an append.
     calls = [c for c, _ in fake.calls]
-    assert calls == ["get_dns", "set_dns2"]
+    assert calls == ["get_dns", "get_dns", "set_dns2"]
     assert all("add_dns_to_current_setting" not in p for _, p in fake.calls)
+    fake.reset_calls()
+    assert commit(client, "beta", reserve(client, "beta").get_json()["reservationToken"]).status_code == 200
+    assert [c for c, _ in fake.calls] == ["get_dns", "set_dns2"]
 
 
 def test_commit_error_order(client):

@@ -27,6 +27,8 @@ import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
+from pdm_app.config import load_settings
+
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "pool-domain-manager"
 PROD_VALUES = CHART / "ci" / "prod-values.yaml"
@@ -43,7 +45,8 @@ CONTRACT_VARIABLES = {
 SERVICE_VARIABLES = {
     "PDM_MAX_SUBHOST_RECORDS", "PDM_MAX_APEX_RECORDS", "PDM_DNS_REQUEST_BUDGET",
     "PDM_DNS_RETRY_INTERVAL", "PDM_RUN_JOBS", "GUNICORN_WORKERS", "GUNICORN_THREADS",
-    "PROMETHEUS_MULTIPROC_DIR",
+    "PROMETHEUS_MULTIPROC_DIR", "PDM_DNS_RESYNC_INTERVAL", "PDM_DNS_LATE_WRITE_WINDOW",
+    "PDM_RESERVATION_MAX_TTL", "PDM_HISTORY_RETENTION",
 }
 PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
 
@@ -269,10 +272,27 @@ def test_every_setting_is_rendered(default):
     assert env["PORT"]["value"] == "8080"
     assert env["PDM_RESERVATION_TTL"]["value"] == "10m"
     assert env["DYNADOT_API_URL"]["value"] == "https://api.dynadot.com/api3.json"
+    assert env["PDM_DNS_RESYNC_INTERVAL"]["value"] == "10m"
+    assert env["PDM_DNS_LATE_WRITE_WINDOW"]["value"] == "3m"
+    assert env["PDM_RESERVATION_MAX_TTL"]["value"] == "2h"
+    assert env["PDM_HISTORY_RETENTION"]["value"] == "400d"
+    # `--set config.dnsResyncInterval=0` (an integer after Helm's --set parsing) turns the
+    # resync off: it must render as the string "0", not vanish as a falsy value.
+    off = Rendered(helm.parse_set_string("config.dnsResyncInterval=0"))
+    assert off.one("ConfigMap")["data"]["PDM_DNS_RESYNC_INTERVAL"] == "0"
     assert "DYNADOT_DOMAIN" not in env  # the legacy single pool only when asked for
     legacy = Rendered({"dynadot": {"domainsFromSecret": False, "legacyDomain": "omani.works"}}).env()
     assert legacy["DYNADOT_DOMAIN"]["value"] == "omani.works"
     assert "DYNADOT_MANAGED_DOMAINS" not in legacy
+
+
+@pytest.mark.parametrize("which", ["defaults", "prod-values"])
+def test_rendered_settings_load(which, default, prod):
+    # What the chart renders is what the service accepts (400d, max TTL >= TTL, ...).
+    data = (default if which == "defaults" else prod).one("ConfigMap")["data"]
+    settings = load_settings({**data, "DYNADOT_API_KEY": "k", "PDM_AUTH": "disabled"})
+    assert settings.history_retention == 400 * 86400
+    assert settings.reservation_max_ttl >= settings.reservation_ttl
 
 
 def test_secrets_come_from_existing_secrets(default):

@@ -61,7 +61,8 @@ def test_commit_and_release_survive_a_registrar_fault(fast_app, fake, fault):
     assert {body["poolDomain"], body["subdomain"], body["state"], body["loadBalancerIP"]} == {POOL, "acme", "active", LB}
     work = pending(client)
     assert [(w["subdomain"], w["action"]) for w in work] == [("acme", "publish")]
-    assert work[0]["attempts"] == 1 and work[0]["lastError"]
+    # A throttle answer pauses the key: the commit's own pass is then not attempted.
+    assert work[0]["attempts"] == (0 if fault == "throttle" else 1) and work[0]["lastError"]
     listed = client.get(f"/api/v1/pool/{POOL}/list").get_json()["allocations"]
     assert listed[0]["dnsPending"] is True
     if fault == "refused":
@@ -143,7 +144,7 @@ def test_retry_job_respects_backoff_and_finishes(fast_app, fake):
     assert pdm.jobs.retry_dns() == 0  # throttled: not due for a minute
     assert fake.calls == []
     pdm.publisher.clock = lambda: utcnow() + timedelta(minutes=2)  # the minute has passed
-    assert pdm.jobs.retry_dns() == 1
+    assert pdm.jobs.retry_dns() == 3  # the pool with work, and the two never read yet
     assert len(tenant_records(fake.zone(POOL), "acme")) == 6
     pdm.jobs.stop()
 
@@ -164,24 +165,28 @@ def test_a_throttled_key_pauses_every_caller(fast_app, fake):
     assert "paused" in pending(client)[-1]["lastError"]
     pdm.publisher.clock = lambda: utcnow() + timedelta(minutes=2)
     pdm.settings = replace(pdm.settings, run_jobs=True)
-    assert pdm.jobs.retry_dns() == 2  # both pools, once the pause is over
+    assert pdm.jobs.retry_dns() == 3  # every pool, once the pause is over
     assert len(tenant_records(fake.zone(POOL), "acme")) == 6 and len(tenant_records(fake.zone(POOL), "beta")) == 6
     assert len(tenant_records(fake.zone("openova.io"), "gamma")) == 6
     pdm.jobs.stop()
 
 
 def test_zone_wipe_guard(fast_app, fake):
-    """A snapshot that lacks an active tenant's records is never written back."""
+    """A snapshot that lost records that are not the service's (an incomplete read) is
+    never written back: the pool is blocked, visibly, and nothing is lost."""
     client = fast_app.test_client()
     assert reserve_commit(client, "beta").status_code == 200
-    # the registrar now answers with a zone that lost beta's records (an incomplete read)
-    fake.seed(POOL, list(BASE_RECORDS), ttl=300)
+    # the registrar now answers with a zone that lost its MX records and beta's
+    fake.seed(POOL, [r for r in BASE_RECORDS if r.rtype != "mx"], ttl=300)
     fake.reset_calls()
     response = reserve_commit(client, "acme")
     assert response.status_code == 202
     assert [c for c, _ in fake.calls] == ["get_dns"]  # read, refused, never written
     work = pending(client)
-    assert work and "lacks" in work[0]["lastError"]
+    assert work and "lost-foreign-records" in work[0]["lastError"]
+    listed = client.get(f"/api/v1/pool/{POOL}/list").get_json()
+    assert listed["dnsBlocked"]["reason"] == "lost-foreign-records"
+    assert "MX" in listed["dnsBlocked"]["detail"]
 
 
 def test_zone_on_other_nameservers_is_never_written(fast_app, fake):
@@ -189,18 +194,28 @@ def test_zone_on_other_nameservers_is_never_written(fast_app, fake):
     fake.seed(POOL, list(BASE_RECORDS), ttl=300, ns_type="Name Servers")
     fake.reset_calls()
     assert reserve_commit(client, "acme").status_code == 202
-    assert [c for c, _ in fake.calls] == ["get_dns"]
+    assert set(c for c, _ in fake.calls) == {"get_dns"}
+    assert client.get(f"/api/v1/pool/{POOL}/list").get_json()["dnsBlocked"]["reason"] == "not-dynadot-dns"
 
 
 def test_zone_bigger_than_one_write_is_refused_not_truncated(fast_app, fake):
+    """The first commit into a zone too full for another tenant: the zone's shape is not
+    known yet, so the commit reads it first and answers 409 pool-full (it used to be
+    accepted with 202 and then fail for ever)."""
     client = fast_app.test_client()
-    fake.seed(POOL, BASE_RECORDS + [Record(f"h{i}", "a", "192.0.2.1") for i in range(97)], ttl=300)
+    # 2 + 93 sub-host records that are not the service's: no room for six more in 100
+    fake.seed(POOL, BASE_RECORDS + [Record(f"h{i}", "a", "192.0.2.1") for i in range(93)], ttl=300)
     fake.reset_calls()
-    # the zone shape is not known yet: the commit is accepted, the write is refused
-    assert reserve_commit(client, "acme").status_code == 202
-    assert "set_dns2" not in [c for c, _ in fake.calls]
-    # once the shape is known, a further commit is refused up front
-    assert reserve_commit(client, "beta").status_code == 409
+    response = reserve_commit(client, "acme")
+    assert response.status_code == 409 and response.get_json()["error"] == "pool-full", response.get_json()
+    assert [c for c, _ in fake.calls] == ["get_dns"]
+    assert client.get(f"/api/v1/pool/{POOL}/list").get_json()["allocations"][0]["state"] == "reserved"
+    # someone deletes one record; an operator accepts the zone as it now is
+    # (reconcile --force), and the next tenant fits exactly
+    fake.seed(POOL, BASE_RECORDS + [Record(f"h{i}", "a", "192.0.2.1") for i in range(92)], ttl=300)
+    assert fast_app.extensions["pdm"].publisher.publish(POOL, [], budget=None, accept=True)
+    assert reserve_commit(client, "beta").status_code == 200
+    assert len(fake.zone(POOL).subhosts) == 100
 
 
 def test_secrets_never_leak(db_url, fake, caplog, capsys):

@@ -115,10 +115,19 @@ def test_killed_between_row_commit_and_registrar_then_restart_publishes(db_url, 
     """SIGKILL the whole server while a commit's registrar call hangs (the row is
     committed, nothing is written): after a restart, the records are published."""
     fake.hang_seconds = 60
-    fake.inject("timeout", times=1, command="get_dns")
     server = Gunicorn(db_url, fake, PDM_DNS_REQUEST_BUDGET="30s").start()
     api = f"{server.url}/api/v1/pool/{POOL}"
     token = requests.post(f"{api}/reserve", json={"subdomain": "acme"}).json()["reservationToken"]
+    engine = create_engine(db_url)
+    # The job leader reads every pool's zone once it starts; then the commit's own read hangs.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if conn.execute(text("SELECT synced_at FROM pool_zones WHERE pool_domain = :p"), {"p": POOL}).scalar():
+                break
+        time.sleep(0.05)
+    fake.inject("timeout", times=1, command="get_dns")
+    fake.reset_calls()
 
     def hanging_commit():
         try:
@@ -129,7 +138,6 @@ def test_killed_between_row_commit_and_registrar_then_restart_publishes(db_url, 
 
     t = threading.Thread(target=hanging_commit, daemon=True)
     t.start()
-    engine = create_engine(db_url)
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

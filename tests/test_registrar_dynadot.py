@@ -9,8 +9,9 @@ import uuid
 
 import pytest
 import requests
+import urllib3.util.connection
 
-from pdm_app.registrar import Record, RegistrarError, Zone
+from pdm_app.registrar import Record, RegistrarError, UnreadableZone, Zone
 from pdm_app.redaction import redact
 from pdm_app.registrar.dynadot import DynadotClient
 from pdm_app.registrar.fake_dynadot import INVALID_FIELD, FakeDynadot
@@ -108,16 +109,21 @@ def test_empty_lists_are_an_empty_zone_but_missing_lists_are_refused(client, fak
                      '{"Type": "Dynadot DNS", "MainDomains": [], "SubDomains": [], "TTL": "soon"}'):
         fake.inject("raw", body='{"GetDnsResponse": {"ResponseCode": "0", "Status": "success", "GetDns": '
                                 f'{{"NameServerSettings": {settings}}}}}}}')
-        with pytest.raises(RegistrarError) as err:
+        with pytest.raises(UnreadableZone) as err:
             client.get_zone(DOMAIN)
-        assert err.value.transient is False, settings
+        assert err.value.transient is False and err.value.reason == "unreadable-zone", settings
+    fake.inject("raw", body='{"GetDnsResponse": {"ResponseCode": "0", "Status": "success", "GetDns": {}}}')
+    with pytest.raises(UnreadableZone) as err:
+        client.get_zone(DOMAIN)
+    assert err.value.reason == "unreadable-zone" and "NameServerSettings" in str(err.value)
 
 
 def test_zone_on_other_name_servers_is_refused(client, fake):
     fake.seed(DOMAIN, list(ZONE), ns_type="Name Servers")
-    with pytest.raises(RegistrarError) as err:
+    with pytest.raises(UnreadableZone) as err:
         client.get_zone(DOMAIN)
-    assert err.value.transient is False and "Name Servers" in str(err.value)
+    assert err.value.transient is False and err.value.reason == "not-dynadot-dns"
+    assert "Name Servers" in str(err.value)
 
 
 def test_unknown_domain_is_an_error_envelope(client):
@@ -243,7 +249,7 @@ def test_answers_are_classified(client, fake, status, body, transient):
     assert err.value.transient is transient and err.value.retry_after is None
 
 
-def test_5xx_and_refused_connections_are_retried(client, fake):
+def test_5xx_is_retried_for_get_dns_but_set_dns2_goes_out_once(client, fake):
     fake.inject("http500", times=2)
     assert client.get_zone(DOMAIN).records == ZONE
     assert commands(fake) == ["get_dns"] * 3
@@ -252,6 +258,33 @@ def test_5xx_and_refused_connections_are_retried(client, fake):
     with pytest.raises(RegistrarError, match="HTTP 500"):
         client.get_zone(DOMAIN)
     assert commands(fake) == ["get_dns"] * 3  # 1 + retries=2
+    # A proxy's 5xx says nothing about whether Dynadot got the write: never resend it.
+    fake.reset_calls()
+    fake.inject("http500", times=1, command="set_dns2")
+    with pytest.raises(RegistrarError, match="HTTP 500") as err:
+        client.set_zone(Zone(DOMAIN, [Record("", "a", "192.0.2.1")], 300))
+    assert err.value.transient is True
+    assert commands(fake) == ["set_dns2"]
+    assert fake.zone(DOMAIN).records == ZONE
+
+
+def test_refused_connections_are_retried_for_get_dns_only(client, fake, monkeypatch):
+    attempts: list[str] = []
+    real = urllib3.util.connection.create_connection
+
+    def counted(*args, **kwargs):
+        attempts.append("connect")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", counted)
+    fake.stop()
+    with pytest.raises(RegistrarError):
+        client.get_zone(DOMAIN, timeout=2)
+    assert len(attempts) == 3  # 1 + retries=2
+    attempts.clear()
+    with pytest.raises(RegistrarError) as err:
+        client.set_zone(Zone(DOMAIN, [Record("", "a", "192.0.2.1")], 300), timeout=2)
+    assert err.value.transient is True and len(attempts) == 1
 
 
 def test_read_errors_are_not_retried(client, fake):
@@ -279,6 +312,40 @@ def test_timeout_bounds_the_call_including_retries(fake):
     with pytest.raises(RegistrarError):
         client.get_zone(DOMAIN, timeout=1.0)  # unbounded: 6 attempts x 0.4 s and back-off
     assert time.monotonic() - started < 1.6
+
+
+def test_a_write_the_client_gave_up_on_lands_late(client, fake):
+    fake.late_seconds = 2.0
+    fake.inject("late", command="set_dns2")
+    zone = Zone(DOMAIN, [Record("", "a", "192.0.2.1"), Record("www", "cname", DOMAIN)], 300)
+    started = time.monotonic()
+    with pytest.raises(RegistrarError) as err:
+        client.set_zone(zone, timeout=0.5)
+    assert err.value.transient is True and time.monotonic() - started < 1.0
+    # Not applied yet, and Dynadot still holds the write while the next call arrives.
+    assert fake.zone(DOMAIN).records == ZONE
+    assert client.get_zone(DOMAIN).records == ZONE
+    assert fake.max_in_flight == 2
+    assert commands(fake) == ["set_dns2", "get_dns"]
+    assert fake.wait_late_writes(5)
+    assert fake.zone(DOMAIN) == zone
+    assert client.get_zone(DOMAIN) == zone
+
+
+def test_fake_late_fault_validates_survives_stop_and_only_delays_writes(fake):
+    fake.late_seconds = 0.3
+    fake.inject("late", times=3)
+    with pytest.raises(requests.Timeout):  # invalid: an mx without its distance
+        requests.get(fake.url, params={"key": KEY, "command": "set_dns2", "domain": DOMAIN,
+                                       "main_record_type0": "mx", "main_record0": "mx.example"}, timeout=0.2)
+    with pytest.raises(requests.Timeout):  # for get_dns, a plain timeout
+        requests.get(fake.url, params={"key": KEY, "command": "get_dns", "domain": DOMAIN}, timeout=0.2)
+    with pytest.raises(requests.Timeout):
+        requests.get(fake.url, params={"key": KEY, "command": "set_dns2", "domain": DOMAIN,
+                                       "main_record_type0": "a", "main_record0": "192.0.2.9"}, timeout=0.2)
+    fake.stop()
+    assert fake.wait_late_writes(5)
+    assert fake.zone(DOMAIN) == Zone(DOMAIN, [Record("", "a", "192.0.2.9")], 3600)
 
 
 def test_read_timeout_applies_without_a_budget(fake):

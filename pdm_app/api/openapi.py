@@ -21,8 +21,14 @@ ERRORS = {
     409: "The name is taken, reserved, already active, or the pool is full",
     410: "The reservation has expired",
     413: "The body is larger than 16 KiB",
-    422: "Invalid subdomain, load-balancer IP, or a pool this service does not manage",
+    422: "Invalid subdomain, load-balancer IP, TTL, or a pool this service does not manage",
+    502: "The registrar could not be read, or its zone cannot be trusted",
     503: "The database cannot be reached",
+}
+QUERY = {
+    "sub": ({"type": "string"}, "The subdomain"),
+    "limit": ({"type": "integer", "minimum": 1, "maximum": 1000}, "At most this many events (default 500)"),
+    "before": ({"type": "integer", "minimum": 1}, "Events older than this id (the previous page's nextBefore)"),
 }
 # (path, method, summary, request schema, {status: (description, schema)}, error statuses, query params, auth)
 OPERATIONS = [
@@ -48,8 +54,14 @@ OPERATIONS = [
      (400, 401, 403, 404, 413, 422, 503), ("sub",), True),
     (f"{POOL}/list", "get", "Every allocation of the pool, and pending DNS work (operators)", None,
      {200: ("Allocations by subdomain", schemas.PoolListSchema)}, (401, 403, 422, 503), (), True),
-    (f"{POOL}/history", "get", "State changes and who made them, newest first (operators)", None,
-     {200: ("Events", schemas.HistorySchema)}, (401, 403, 422, 503), ("sub",), True),
+    (f"{POOL}/renew", "post", "Hold a live reservation longer (default PDM_RESERVATION_TTL from now)",
+     schemas.RenewRequest, {200: ("Renewed; the new expiresAt", schemas.AllocationSchema)},
+     (400, 401, 403, 404, 409, 410, 413, 422, 503), (), True),
+    (f"{POOL}/history", "get", "State changes, DNS events and who made them, newest first, paged (operators)",
+     None, {200: ("Events", schemas.HistorySchema)}, (400, 401, 403, 422, 503), ("sub", "limit", "before"), True),
+    (f"{POOL}/drift", "get", "One read of the zone compared with the table, per name (operators)", None,
+     {200: ("What the zone lacks, holds wrongly or holds over", schemas.DriftSchema)},
+     (401, 403, 422, 502, 503), (), True),
 ]
 
 
@@ -57,6 +69,10 @@ def _timestamp_properties(self, field, **kwargs) -> dict:
     # apispec leaves a custom DateTime format undescribed; ours is plain RFC 3339.
     if isinstance(field, schemas.Timestamp):
         return {"format": "date-time", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"}
+    if isinstance(field, schemas.Ttl):
+        return {"oneOf": [{"type": "number", "minimum": 0, "exclusiveMinimum": True},
+                          {"type": "string", "maxLength": 32}],
+                "description": "seconds, or a duration like 30m (default PDM_RESERVATION_TTL)"}
     return {}
 
 
@@ -81,8 +97,9 @@ def build_spec() -> dict:
         for name in query:
             # Never required: /check answers 200 invalid-format without it, release reads
             # the body first.
-            parameters.append({"in": "query", "name": name, "required": False,
-                               "schema": {"type": "string"}, "description": "The subdomain"})
+            schema, description = QUERY[name]
+            parameters.append({"in": "query", "name": name, "required": False, "schema": schema,
+                               "description": description})
         if parameters:
             operation["parameters"] = parameters
         if request_schema is not None:

@@ -104,21 +104,30 @@ def release(domain: str):
     })), 202
 
 
+@bp.post("/renew")
+@requires(CLIENT)
+def renew(domain: str):
+    body = _load(schemas.RenewRequest(), _json_object())
+    allocation = service().renew(domain, body["subdomain"], body["reservationToken"] or "", body["ttl"],
+                                 caller_name())
+    return jsonify(schemas.AllocationSchema().dump(allocation)), 200
+
+
 @bp.get("/list")
 @requires(OPERATOR)
 def list_pool(domain: str):
-    listing = service().list_pool(domain)
-    pending_subs = {p.subdomain for p in listing.pending}
-    data = {
-        "pool_domain": listing.pool_domain,
-        "allocations": [{**asdict(a), "dns_pending": a.subdomain in pending_subs} for a in listing.allocations],
-        "pending": [asdict(p) for p in listing.pending],
-    }
-    return jsonify(schemas.PoolListSchema().dump(data))
+    return jsonify(schemas.dump_pool_list(service().list_pool(domain)))
 
 
 @bp.get("/history")
 @requires(OPERATOR)
 def history(domain: str):
-    history = service().history(domain, request.args.get("sub"))
-    return jsonify(schemas.HistorySchema().dump(asdict(history)))
+    query = _load(schemas.HistoryQuery(), request.args.to_dict())
+    history = service().history(domain, query["sub"], query["limit"], query["before"])
+    return jsonify(schemas.HistorySchema().dump(history))
+
+
+@bp.get("/drift")
+@requires(OPERATOR)
+def drift(domain: str):
+    return jsonify(schemas.DriftSchema().dump(service().drift(domain)))

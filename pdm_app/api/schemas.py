@@ -1,6 +1,8 @@
 """Marshmallow schemas of the wire contract: request bodies in, answers out."""
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from marshmallow import EXCLUDE, Schema, fields, post_dump, validate
 
 TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"  # RFC 3339, UTC, second precision
@@ -32,6 +34,36 @@ class CommitRequest(Request):
 
 class ReleaseRequest(Request):
     subdomain = fields.String(load_default="")
+
+
+class Ttl(fields.Field):
+    """A reservation lifetime: seconds as a number, or a Go duration string ("30m")."""
+
+    default_error_messages = {"invalid": "must be seconds (a number) or a duration like \"30m\" or \"1h30m\""}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        from ..config import parse_duration
+
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        if isinstance(value, (int, float)):
+            seconds = float(value)
+        elif isinstance(value, str) and len(value) <= 32:
+            try:
+                seconds = parse_duration(value)
+            except ValueError:
+                raise self.make_error("invalid") from None
+        else:
+            raise self.make_error("invalid")
+        if seconds != seconds or seconds in (float("inf"), float("-inf")):
+            raise self.make_error("invalid")
+        return seconds
+
+
+class RenewRequest(Request):
+    subdomain = fields.String(load_default="")
+    reservationToken = fields.String(load_default="", allow_none=True)
+    ttl = Ttl(load_default=None)
 
 
 class Answer(Schema):
@@ -77,10 +109,62 @@ class ListedAllocationSchema(AllocationSchema):
     dnsPending = fields.Boolean(attribute="dns_pending")
 
 
+class BlockedSchema(Schema):
+    reason = fields.String()
+    detail = fields.String()
+    since = Timestamp(allow_none=True)
+
+
 class PoolListSchema(Schema):
     poolDomain = fields.String(attribute="pool_domain")
     allocations = fields.List(fields.Nested(ListedAllocationSchema))
     pendingDns = fields.List(fields.Nested(PendingDnsSchema), attribute="pending")
+    # null while the pool's zone is written normally; else why it is not.
+    dnsBlocked = fields.Nested(BlockedSchema, attribute="blocked", allow_none=True)
+
+
+def dump_pool_list(listing) -> dict:
+    """A ``services.PoolListing`` as the list answer: each allocation says whether DNS
+    work is pending for it."""
+    pending_subs = {p.subdomain for p in listing.pending}
+    return PoolListSchema().dump({
+        "pool_domain": listing.pool_domain,
+        "allocations": [{**asdict(a), "dns_pending": a.subdomain in pending_subs} for a in listing.allocations],
+        "pending": listing.pending,
+        "blocked": listing.blocked,
+    })
+
+
+class WrongAddressSchema(Schema):
+    host = fields.String()
+    found = fields.List(fields.String())
+    expected = fields.String()
+
+
+class NameDriftSchema(Schema):
+    subdomain = fields.String()
+    state = fields.String(allow_none=True)
+    missing = fields.List(fields.String())
+    wrongAddress = fields.List(fields.Nested(WrongAddressSchema), attribute="wrong")
+    orphans = fields.List(fields.String())
+
+
+class RecordSchema(Schema):
+    host = fields.String()
+    type = fields.String(attribute="rtype")
+    value = fields.String()
+    extra = fields.String()
+
+
+class DriftSchema(Schema):
+    poolDomain = fields.String(attribute="pool_domain")
+    checkedAt = Timestamp(attribute="checked_at")
+    clean = fields.Boolean()
+    names = fields.List(fields.Nested(NameDriftSchema))
+    # Records that are not the service's and have gone since the last good read.
+    lostRecords = fields.List(fields.Nested(RecordSchema), attribute="lost")
+    pendingDns = fields.List(fields.Nested(PendingDnsSchema), attribute="pending")
+    dnsBlocked = fields.Nested(BlockedSchema, attribute="blocked", allow_none=True)
 
 
 class ErrorSchema(Schema):
@@ -89,16 +173,26 @@ class ErrorSchema(Schema):
 
 
 class EventSchema(Answer):
+    id = fields.Integer()
     subdomain = fields.String()
     action = fields.String()
     caller = fields.String()
     at = Timestamp()
     loadBalancerIP = fields.String(attribute="load_balancer_ip")
+    detail = fields.String()
 
 
-class HistorySchema(Schema):
+class HistorySchema(Answer):
     poolDomain = fields.String(attribute="pool_domain")
     events = fields.List(fields.Nested(EventSchema))
+    # Pass as ?before= for the next (older) page; absent on the last page.
+    nextBefore = fields.Integer(attribute="next_before")
+
+
+class HistoryQuery(Request):
+    sub = fields.String(load_default=None)
+    limit = fields.Integer(load_default=500, validate=validate.Range(min=1, max=1000), strict=False)
+    before = fields.Integer(load_default=None, validate=validate.Range(min=1, max=2**62))
 
 
 class CommitPendingSchema(Answer):

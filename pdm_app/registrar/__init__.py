@@ -23,6 +23,17 @@ class RegistrarError(Exception):
         self.retry_after = retry_after
 
 
+class UnreadableZone(RegistrarError):
+    """The registrar answered, but with a zone snapshot that must not be written back:
+    it cannot be parsed completely (``reason`` "unreadable-zone") or the domain is served
+    by other name servers ("not-dynadot-dns"). Retrying soon will not help; the pool is
+    blocked until a read is good again or an operator steps in."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message, transient=False)
+        self.reason = reason
+
+
 class Registrar(Protocol):
     def get_zone(self, domain: str, *, timeout: float | None = None) -> Zone:
         """The complete current zone of ``domain``; raises RegistrarError if it cannot be
@@ -32,4 +43,4 @@ class Registrar(Protocol):
         """Replace the whole zone of ``zone.domain`` with exactly ``zone``."""
 
 
-__all__ = ["Record", "Registrar", "RegistrarError", "Zone"]
+__all__ = ["Record", "Registrar", "RegistrarError", "UnreadableZone", "Zone"]

@@ -45,10 +45,13 @@ Decisions where the sources are silent:
 * ``set_zone`` refuses record types the api3 page does not list for that position
   (e.g. a CAA record the web UI may hold): a replace-mode write cannot carry them, so
   writing would silently drop them.
-* Read errors (a reset or a read timeout) are not retried here: Dynadot serves one call
-  at a time per key and may still be working on the first. Connection errors and 5xx
-  are retried by urllib3; every request says ``Connection: close`` so a stale pooled
-  connection can never turn into a spurious read error.
+* ``set_dns2`` goes out exactly once per ``set_zone``, never retried: a 5xx from a proxy
+  says nothing about whether Dynadot got the write, and a second whole-zone write could
+  be applied before or after the first. The caller re-reads the zone and re-plans.
+* ``get_dns`` is retried by urllib3 after connection errors and 5xx, but not after read
+  errors (a reset or a read timeout): Dynadot serves one call at a time per key and may
+  still be working on the first. Every request says ``Connection: close`` so a stale
+  pooled connection can never turn into a spurious read error.
 """
 from __future__ import annotations
 
@@ -67,7 +70,7 @@ from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util import Retry, Timeout
 
 from ..redaction import redact, register_secret
-from . import RegistrarError
+from . import RegistrarError, UnreadableZone
 from .zone import Record, Zone
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,8 @@ API_MAX_SUBHOST = 100
 THROTTLE_BACKOFF = 60.0
 _TRANSIENT_ERRORS = ("problem with connection to main server", "system_busy", "system busy")
 _THROTTLE_ERRORS = ("too many requests",)
+# For set_dns2: one attempt, whatever fails (connect, read, status, ...).
+_ONCE = Retry(total=0, redirect=0, raise_on_status=False, raise_on_redirect=False)
 
 class _BudgetRetry(Retry):
     """urllib3 Retry that gives up once the call's overall budget is spent, and never
@@ -215,11 +220,12 @@ class DynadotClient:
     # -- Registrar ------------------------------------------------------------------
 
     def get_zone(self, domain: str, *, timeout: float | None = None) -> Zone:
-        return self._call("get_dns", domain, {}, timeout, lambda envelope: self._parse_zone(domain, envelope))
+        return self._call("get_dns", domain, {}, timeout, lambda envelope: self._parse_zone(domain, envelope),
+                          retry=True)
 
     def set_zone(self, zone: Zone, *, timeout: float | None = None) -> None:
         params = self._zone_params(zone)  # validates before anything is sent
-        self._call("set_dns2", zone.domain, params, timeout, lambda envelope: None)
+        self._call("set_dns2", zone.domain, params, timeout, lambda envelope: None, retry=False)
 
     # -- building and parsing -------------------------------------------------------
 
@@ -263,15 +269,15 @@ class DynadotClient:
         return params
 
     def _parse_zone(self, domain: str, envelope: dict[str, Any]) -> Zone:
-        def refuse(why: str) -> RegistrarError:
-            return RegistrarError(redact(f"dynadot get_dns {domain}: {why}"), transient=False)
+        def refuse(why: str, reason: str = "unreadable-zone") -> UnreadableZone:
+            return UnreadableZone(redact(f"dynadot get_dns {domain}: {why}"), reason)
 
         settings = _find(envelope, "NameServerSettings")
         if settings is None:
             raise refuse("the answer holds no NameServerSettings")
         ns_type = settings.get("Type")
         if ns_type != DYNADOT_DNS:
-            raise refuse(f"the domain uses {ns_type!r} name servers, not {DYNADOT_DNS!r}")
+            raise refuse(f"the domain uses {ns_type!r} name servers, not {DYNADOT_DNS!r}", "not-dynadot-dns")
 
         def text(item: dict[str, Any], field: str, *, required: bool) -> str:
             value = item.get(field)
@@ -314,8 +320,9 @@ class DynadotClient:
     # -- transport --------------------------------------------------------------------
 
     def _call(self, command: str, domain: str, params: dict[str, str], timeout: float | None,
-              parse: Callable[[dict[str, Any]], T]) -> T:
-        """One paced api3 call: ``parse(success envelope)``, or RegistrarError."""
+              parse: Callable[[dict[str, Any]], T], *, retry: bool) -> T:
+        """One paced api3 call: ``parse(success envelope)``, or RegistrarError. Only with
+        ``retry`` may urllib3 send the request more than once."""
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         what = f"dynadot {command} {domain}"
@@ -334,7 +341,7 @@ class DynadotClient:
                 time.sleep(wait)
             self._last_start = time.monotonic()
             try:
-                envelope = self._request(command, domain, params, deadline)
+                envelope = self._request(command, domain, params, deadline, retry)
                 result = parse(envelope)
             except RegistrarError as exc:
                 outcome = f"error ({'transient' if exc.transient else 'permanent'}): {exc}"
@@ -346,7 +353,8 @@ class DynadotClient:
             log.info("dynadot %s %s: %s in %.2fs", command, domain, redact(outcome),
                      time.monotonic() - started)
 
-    def _request(self, command: str, domain: str, params: dict[str, str], deadline: float | None) -> dict[str, Any]:
+    def _request(self, command: str, domain: str, params: dict[str, str], deadline: float | None,
+                 retry: bool) -> dict[str, Any]:
         what = f"dynadot {command} {domain}"
         query = {"key": self._key, "command": command, "domain": domain, **params}
         timeout: Timeout | tuple[float, float]
@@ -354,9 +362,9 @@ class DynadotClient:
             timeout = (self.connect_timeout, self.read_timeout)
         else:
             timeout = _BudgetTimeout(self.connect_timeout, self.read_timeout, deadline)
-        # Calls are serialised by self._lock, so the adapter's Retry can carry this
-        # call's deadline.
-        self._adapter.max_retries = self._retry.new(deadline=deadline)
+        # Calls are serialised by self._lock, so the adapter's Retry can be this call's
+        # own (with its deadline, or none at all).
+        self._adapter.max_retries = self._retry.new(deadline=deadline) if retry else _ONCE
         failure: RegistrarError | None = None
         try:
             response = self._session.get(

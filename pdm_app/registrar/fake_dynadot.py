@@ -22,6 +22,12 @@ nothing: ``http500`` (HTML 500), ``timeout``, ``badjson`` (200, not JSON), ``err
 generic ``Response`` envelope), ``reset`` (RST, no answer) and ``raw`` (a given status
 and body, for malformed answers).
 
+The exception is ``late``, what Dynadot does with a write the client gave up on: the
+request is held and dropped like ``timeout``, yet a ``set_dns2`` is applied
+``late_seconds`` after it arrived, exactly as it would have been on time (an invalid one
+applies nothing), even across ``stop()``. ``wait_late_writes()`` waits for them. For
+``get_dns`` it is just ``timeout``.
+
 Run ``python -m pdm_app.registrar.fake_dynadot --port 8081 --key dev-key --domains
 omani.works,openova.io`` for local development.
 """
@@ -35,6 +41,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from copy import deepcopy
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,7 +50,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .zone import Record, Zone
 
-FAULTS = ("http500", "timeout", "badjson", "error", "throttle", "reset", "raw")
+FAULTS = ("http500", "timeout", "badjson", "error", "throttle", "reset", "raw", "late")
 APEX_TYPES = frozenset({"a", "aaaa", "cname", "forward", "txt", "mx", "stealth", "email"})
 SUBHOST_TYPES = APEX_TYPES | {"srv"}
 # Types whose recordx is required by the api3 page (MX distance, forward type, ...).
@@ -84,21 +91,27 @@ class _ApiError(Exception):
 
 class FakeDynadot:
     """``FakeDynadot(api_key).start()``; ``.url``, ``.seed()``, ``.zone()``, ``.calls``,
-    ``.inject()``, ``.latency``, ``.hang_seconds``, ``.max_in_flight``; ``stop()`` refuses
-    connections until the next ``start()`` (same port, same state)."""
+    ``.inject()``, ``.latency`` (before a request is carried out), ``.answer_delay`` (after
+    it, so a read arrives stale), ``.hang_seconds``, ``.late_seconds``, ``.max_in_flight``,
+    ``.wait_late_writes()``; ``stop()`` refuses connections until the next ``start()``
+    (same port, same state)."""
 
     def __init__(self, api_key: str = "test-key", host: str = "127.0.0.1", port: int = 0):
         self.api_key = api_key
         self.host = host
         self.port = port
         self.hang_seconds: float = 30.0
+        self.late_seconds: float = 1.0
         self.latency: float = 0.0
+        self.answer_delay: float = 0.0
         self.max_in_flight = 0
         self._in_flight = 0
         self._lock = threading.Lock()
         self._domains: dict[str, _Domain] = {}
         self._calls: list[tuple[str, dict[str, str]]] = []
         self._faults: list[_Fault] = []
+        self._late_pending = 0
+        self._late_done = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -181,6 +194,11 @@ class FakeDynadot:
         with self._lock:
             self._faults.append(_Fault(fault, times, command, body, status))
 
+    def wait_late_writes(self, timeout: float) -> bool:
+        """Wait until every write held by a ``late`` fault has been applied (or refused)."""
+        with self._late_done:
+            return self._late_done.wait_for(lambda: self._late_pending == 0, timeout)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -225,6 +243,7 @@ class FakeDynadot:
                 self._in_flight -= 1
 
     def _serve_counted(self, h: BaseHTTPRequestHandler) -> None:
+        arrived = time.monotonic()
         split = urlsplit(h.path)
         pairs = parse_qsl(split.query, keep_blank_values=True)
         params = dict(pairs)
@@ -242,7 +261,10 @@ class FakeDynadot:
             if fault.kind == "http500":
                 body = b"<html><body><h1>500 Internal Server Error</h1></body></html>"
                 return self._send(h, 500, body, "text/html")
-            if fault.kind == "timeout":
+            if fault.kind in ("timeout", "late"):
+                if fault.kind == "late" and command == "set_dns2":
+                    self._apply_late(arrived, pairs, params)
+                # Held inside _serve, so it counts as in flight until dropped.
                 self._stopping.wait(self.hang_seconds)
                 return _drop(h)
             if fault.kind == "badjson":
@@ -255,20 +277,43 @@ class FakeDynadot:
                 return _reset(h)
             return self._send(h, fault.status, fault.body.encode(), "application/json")
 
+        answer = self._run(command, pairs, params)
+        # Done now, answered later: a read that is stale by the time it arrives.
+        if self.answer_delay > 0 and self._stopping.wait(self.answer_delay):
+            return _drop(h)
+        self._send_json(h, 200, answer)
+
+    def _run(self, command: str, pairs: list[tuple[str, str]], params: dict[str, str]) -> dict[str, Any]:
+        """The answer to a request that got past the faults (and runs its command)."""
+        envelope_name = _RESPONSE_NAMES.get(command, "Response")
         if len(pairs) != len(params):
-            return self._send_json(h, 200, _error(envelope_name, INVALID_FIELD))
+            return _error(envelope_name, INVALID_FIELD)
         if params.get("key") != self.api_key:
-            return self._send_json(h, 200, _error("Response", "invalid key"))
+            return _error("Response", "invalid key")
         try:
             if command == "get_dns":
-                answer = self._get_dns(params)
-            elif command == "set_dns2":
-                answer = self._set_dns2(params)
-            else:
-                return self._send_json(h, 200, _error("Response", "invalid command"))
+                return self._get_dns(params)
+            if command == "set_dns2":
+                return self._set_dns2(params)
+            return _error("Response", "invalid command")
         except _ApiError as exc:
-            answer = _error(envelope_name, str(exc))
-        self._send_json(h, 200, answer)
+            return _error(envelope_name, str(exc))
+
+    def _apply_late(self, arrived: float, pairs: list[tuple[str, str]], params: dict[str, str]) -> None:
+        """Run this set_dns2 ``late_seconds`` after ``arrived``; its answer goes nowhere."""
+        def apply() -> None:
+            try:
+                self._run("set_dns2", pairs, params)
+            finally:
+                with self._late_done:
+                    self._late_pending -= 1
+                    self._late_done.notify_all()
+
+        with self._lock:
+            self._late_pending += 1
+        timer = threading.Timer(max(0.0, arrived + self.late_seconds - time.monotonic()), apply)
+        timer.daemon = True
+        timer.start()
 
     def _send_json(self, h: BaseHTTPRequestHandler, status: int, payload: dict[str, Any]) -> None:
         self._send(h, status, json.dumps(payload).encode(), "application/json")

@@ -1,0 +1,221 @@
+"""DNS planning, pure: the records the allocation table wants, the zone as read, and what
+must change -- plus the drift report and the retry policy. No I/O; ``dns_sync.py`` does
+the reading and writing.
+
+The allocation table is the desired state. The service's own records are the A records
+at the hosts of active tenants and at every host it ever published (``owned``); a pass
+makes exactly those right and carries every other record over untouched, whatever work
+it was started for, so a record lost anywhere in the pool is repaired by the next pass.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from . import domain
+from .registrar import Record, Zone
+
+DEFAULT_ZONE_TTL = 300
+
+# Why a pool's zone is not written back (``pool_zones.blocked_reason``).
+UNREADABLE = "unreadable-zone"
+NOT_DYNADOT = "not-dynadot-dns"
+LOST_FOREIGN = "lost-foreign-records"
+TOO_LARGE = "zone-too-large"
+
+
+class ZoneBlocked(Exception):
+    """The snapshot looks like a broken read, or the wanted zone cannot be written: the
+    pool is blocked (visibly) until a good read or an operator's ``reconcile --force``."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def desired_hosts(active: dict[str, str], record_names: tuple[str, ...]) -> dict[str, str]:
+    """host -> address for every record the active tenants must have."""
+    return {host: ip for sub, ip in sorted(active.items()) for host in domain.tenant_hosts(sub, record_names)}
+
+
+def record_key(r: Record) -> tuple[str, str, str, str]:
+    return (r.host, r.rtype, r.value, r.extra)
+
+
+def describe(r: Record) -> str:
+    return " ".join(part for part in (r.rtype.upper(), r.host or "@", r.value, r.extra) if part)
+
+
+def lost_foreign(current: Zone, ours: set[str], last_foreign: list[Record] | None) -> list[Record]:
+    """Records that are not the service's (no A record at one of ``ours``), held by the
+    last good read and missing from ``current``: the mark of a broken read."""
+    if last_foreign is None:
+        return []
+    kept = Counter(record_key(r) for r in current.records if not (r.rtype == "a" and r.host in ours))
+    lost = Counter(record_key(r) for r in last_foreign if not (r.rtype == "a" and r.host in ours)) - kept
+    return [Record(*key) for key in sorted(lost.elements())]
+
+
+@dataclass(frozen=True)
+class ZonePlan:
+    zone: Zone  # the whole zone to write
+    changed: bool
+    # Every record that is not the service's: remembered as the last good read.
+    foreign: tuple[Record, ...]
+    foreign_subhost_records: int
+    # The hosts of the service's records once the zone is written, and those it removes
+    # now (still owned until a later read shows them gone: a late write may bring them
+    # back).
+    owned: frozenset[str] = frozenset()
+    removing: frozenset[str] = frozenset()
+    # Tenants whose records this write changes: sub -> hosts added or removed.
+    touched: dict[str, list[str]] = field(default_factory=dict)
+
+
+def plan_zone(
+    current: Zone,
+    active: dict[str, str],
+    record_names: tuple[str, ...],
+    owned: set[str],
+    last_foreign: list[Record] | None,
+    *,
+    accept: bool = False,
+    max_subhost_records: int | None = None,
+    max_apex_records: int | None = None,
+) -> ZonePlan:
+    """The zone as it must be: every record of ``current`` that is not the service's kept
+    as it is, and the service's A records exactly what ``active`` (every active tenant of
+    the pool and its address) wants.
+
+    ``last_foreign`` is what the last good read held besides the service's records; a read
+    that lost any of them looks broken and is refused (``ZoneBlocked``) unless ``accept``
+    (an operator has looked at the zone and takes it as it now is)."""
+    want = desired_hosts(active, record_names)
+    ours = set(want) | owned
+
+    def is_ours(r: Record) -> bool:
+        return r.rtype == "a" and r.host in ours
+
+    foreign = [r for r in current.records if not is_ours(r)]
+    if not accept:
+        lost = lost_foreign(current, set(ours), last_foreign)
+        if lost:
+            raise ZoneBlocked(
+                LOST_FOREIGN,
+                f"the zone read back lacks {len(lost)} record(s) that are not the service's and were "
+                f"there at the last good read (first: {describe(lost[0])}); "
+                "refusing to write it back. If the zone is right as it is, run "
+                f"'pool-domain-manager reconcile {current.domain} --apply --force'",
+            )
+    added = [Record(host=host, rtype="a", value=ip) for host, ip in want.items()]
+    zone = Zone(domain=current.domain, records=foreign + added, ttl=current.ttl or DEFAULT_ZONE_TTL)
+    if max_subhost_records is not None and len(zone.subhosts) > max_subhost_records:
+        raise ZoneBlocked(TOO_LARGE, f"the zone would need {len(zone.subhosts)} sub-host records; one write "
+                                     f"holds at most {max_subhost_records}")
+    if max_apex_records is not None and len(zone.apex) > max_apex_records:
+        raise ZoneBlocked(TOO_LARGE, f"the zone holds {len(zone.apex)} apex records; one write holds at most "
+                                     f"{max_apex_records}")
+
+    before = Counter(record_key(r) for r in current.records if is_ours(r))
+    after = Counter(record_key(r) for r in added)
+    touched: dict[str, set[str]] = {}
+    for key in (before - after) + (after - before):
+        touched.setdefault(domain.tenant_of(key[0]), set()).add(key[0])
+    changed = bool(touched) or zone.ttl != current.ttl
+    return ZonePlan(
+        zone=zone,
+        changed=changed,
+        foreign=tuple(foreign),
+        foreign_subhost_records=sum(1 for r in foreign if not r.is_apex),
+        owned=frozenset(want),
+        removing=frozenset(r.host for r in current.records if is_ours(r) and r.host not in want),
+        touched={sub: sorted(hosts) for sub, hosts in sorted(touched.items())},
+    )
+
+
+# -- drift --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WrongAddress:
+    host: str
+    found: list[str]
+    expected: str
+
+
+@dataclass(frozen=True)
+class NameDrift:
+    """What is wrong with one tenant name's records."""
+
+    subdomain: str
+    state: str | None  # the allocation's state; None: no allocation
+    missing: list[str] = field(default_factory=list)
+    wrong: list[WrongAddress] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+
+
+def find_orphans(current: Zone, allocated: set[str], record_names: tuple[str, ...], owned: set[str]) -> list[str]:
+    """Hosts with A records of names that have no allocation: a host the service recorded
+    as its own, or one of a label that carries at least two of the configured tenant names
+    (the old service left such records behind). A lone record that merely fits one name
+    (a hand-made ``*.other``) is not the service's and is never touched."""
+    a_hosts = {r.host for r in current.records if r.rtype == "a" and not r.is_apex}
+    by_label: dict[str, set[str]] = {}
+    for host in a_hosts:
+        by_label.setdefault(domain.tenant_of(host), set()).add(host)
+    orphans = set()
+    for label, hosts in by_label.items():
+        if label in allocated:
+            continue
+        shaped = hosts & set(domain.tenant_hosts(label, record_names))
+        orphans |= hosts & owned
+        if len(shaped) >= 2:
+            orphans |= shaped
+    return sorted(orphans)
+
+
+def diff_zone(
+    current: Zone,
+    allocations: dict[str, str],
+    active: dict[str, str],
+    record_names: tuple[str, ...],
+    owned: set[str],
+) -> list[NameDrift]:
+    """Per name, what the zone lacks or holds wrongly: ``allocations`` maps every
+    allocated name to its state, ``active`` every active one to its address."""
+    values: dict[str, list[str]] = {}
+    for r in current.records:
+        if r.rtype == "a":
+            values.setdefault(r.host, []).append(r.value)
+    want = desired_hosts(active, record_names)
+    report: dict[str, NameDrift] = {}
+
+    def entry(sub: str) -> NameDrift:
+        return report.setdefault(sub, NameDrift(sub, allocations.get(sub)))
+
+    for host, ip in want.items():
+        found = sorted(values.get(host, []))
+        if not found:
+            entry(domain.tenant_of(host)).missing.append(host)
+        elif found != [ip]:
+            entry(domain.tenant_of(host)).wrong.append(WrongAddress(host, found, ip))
+    # Hosts the service owns that no tenant wants any more (a name dropped from
+    # PDM_TENANT_RECORDS, a tenant released or inactive), and leftovers of names with no
+    # allocation.
+    stale = {h for h in owned if h in values and h not in want}
+    for host in sorted(stale | set(find_orphans(current, set(allocations), record_names, owned))):
+        entry(domain.tenant_of(host)).orphans.append(host)
+    return [report[sub] for sub in sorted(report)]
+
+
+# -- retry policy -------------------------------------------------------------------
+
+
+def retry_delay(attempts: int, retry_after: float | None = None) -> float:
+    """Exponential back-off for failed work, capped at five minutes; the registrar's own
+    hint (a minute on its throttle error) wins when it is longer."""
+    delay = min(300.0, 5.0 * (2 ** min(attempts, 6)))
+    if retry_after:
+        delay = max(delay, retry_after)
+    return delay
