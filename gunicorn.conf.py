@@ -3,17 +3,47 @@ import os
 import sys
 import tempfile
 
+
+def _count(name: str, default: int) -> int:
+    # A bad value is reported by on_starting (load_settings names the variable).
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
 # Threads keep /check answering while commits wait on a slow registrar: at most
 # PDM_DNS_MAX_WAITING_REQUESTS (4) of a worker's threads wait, each for at most
 # PDM_DNS_REQUEST_BUDGET (bench/check_while_registrar_is_slow.py measures it).
-workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+workers = _count("GUNICORN_WORKERS", 2)
+# gunicorn's gthread worker, whose own answers to requests it refuses (a header over
+# limit_request_field_size, a request line over limit_request_line, ...) are the
+# contract's JSON error body instead of an HTML page.
+worker_class = "pdm_app.gunicorn_worker.JsonErrorThreadWorker"
+threads = _count("GUNICORN_THREADS", 8)
 timeout = 60
 graceful_timeout = 25  # inside Kubernetes' default 30 s grace period
 accesslog = None  # the app logs one JSON line per request
 errorlog = "-"
+# gunicorn's own lines (the arbiter's and the workers': booting, signals, timeouts,
+# refused requests) are JSON on stdout like the service's: the root logger gets the
+# service's handler (configure_logging reuses it in each worker), gunicorn.error
+# propagates to it. PDM_LOG_LEVEL sets gunicorn's level too.
+_level = os.environ.get("PDM_LOG_LEVEL", "").strip().lower() or "info"
+loglevel = "warning" if _level == "warn" else _level
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "pdm_app.logs.JsonFormatter"}},
+    "handlers": {"stdout": {"class": "pdm_app.logs.StdoutHandler", "formatter": "json"}},
+    "root": {"level": "INFO", "handlers": ["stdout"]},
+    "loggers": {
+        # no "level": gunicorn's loglevel stays in force
+        "gunicorn.error": {"handlers": [], "propagate": True},
+        "gunicorn.access": {"handlers": [], "propagate": False},
+    },
+}
 preload_app = False  # engines and the scheduler are built after the fork
 
 # gunicorn's control socket would live under $HOME, which user 65534 does not have.

@@ -25,9 +25,8 @@ import requests
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
-from conftest import API_KEY, BASE_RECORDS, PG_URL, POOL, POOLS, ensure_database, reset_schema  # noqa: E402
+from conftest import API_KEY, BASE_RECORDS, PG_URL, POOL, POOLS, Gunicorn, ensure_database, reset_schema  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
-from test_processes import Gunicorn  # noqa: E402
 
 from pdm_app.registrar.fake_dynadot import FakeDynadot  # noqa: E402
 

@@ -42,7 +42,7 @@ class Pdm:
 
 def build(settings: Settings, registrar: Registrar | None = None) -> Pdm:
     """Wire the service. Opens no connection and starts no thread (fork-safe)."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, threads=settings.gunicorn_threads)
     session_factory = make_session_factory(engine)
     if registrar is None:
         from .registrar.dynadot import DynadotClient
@@ -79,6 +79,7 @@ def build(settings: Settings, registrar: Registrar | None = None) -> Pdm:
         dns_request_budget=settings.dns_request_budget,
         reservation_max_ttl=settings.reservation_max_ttl,
         history_retention=settings.history_retention,
+        lb_ip_allowed_ranges=settings.lb_ip_allowed_ranges,
     )
     return Pdm(settings, engine, session_factory, registrar, publisher, service)
 
@@ -93,7 +94,7 @@ def create_app(settings: Settings | None = None, registrar: Registrar | None = N
 
     from .api import access, errors, health, openapi, pool
 
-    access.install(app, TokenBook(settings.api_tokens), settings.auth_enabled)
+    access.install(app, TokenBook(settings.api_tokens), settings.effective_auth_mode)
     app.register_blueprint(health.bp)
     app.register_blueprint(pool.bp)
     app.register_blueprint(openapi.bp)

@@ -12,6 +12,23 @@ ROLES = (CLIENT, OPERATOR)
 # What each role may do; an operator may do everything.
 GRANTS = {CLIENT: frozenset({CLIENT}), OPERATOR: frozenset({CLIENT, OPERATOR})}
 
+# PDM_AUTH: how callers are admitted.
+# - tokens:    every client and operator route needs a valid bearer token.
+# - operators: client routes (check, reserve, commit, renew, release) admit a caller
+#              that sends no Authorization header, as "anonymous" -- the real callers
+#              (catalyst-api, the Crossplane composition) send none; a header that is
+#              sent must be valid. Operator routes (list, history, drift) need an
+#              operator token, and are closed when none is configured: operators use
+#              the console script inside the pod.
+# - disabled:  every route is open; callers without a known token are "anonymous".
+AUTH_TOKENS = "tokens"
+AUTH_OPERATORS = "operators"
+AUTH_DISABLED = "disabled"
+AUTH_MODES = (AUTH_OPERATORS, AUTH_TOKENS, AUTH_DISABLED)
+# The operators' way in that needs no token: the console script, run in the pod.
+OPERATOR_CONSOLE = ("the console script inside the pod: kubectl exec deploy/pool-domain-manager -- "
+                    "pool-domain-manager --help")
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MIN_SECRET_LENGTH = 16
 
@@ -67,6 +84,9 @@ class TokenBook:
         # compared, so timing says nothing about which secret came close.
         self._entries = [(hashlib.sha256(t.secret.encode()).digest(), Caller(t.name, t.role)) for t in tokens]
 
+    def count(self, role: str) -> int:
+        return sum(1 for _, caller in self._entries if caller.role == role)
+
     def identify(self, authorization: str | None) -> Caller | None:
         scheme, _, secret = (authorization or "").strip().partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
@@ -77,3 +97,73 @@ class TokenBook:
             if hmac.compare_digest(candidate, digest):
                 found = caller
         return found
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request is turned away: the HTTP status, the error code and a sentence."""
+
+    status: int
+    code: str
+    detail: str
+
+
+_NEEDS_TOKEN = "a valid 'Authorization: Bearer <token>' header is required"
+_BAD_TOKEN = "the Authorization header does not carry a valid 'Bearer <token>'"
+
+
+class Gate:
+    """Decides, for one request, who is calling and whether they may (see AUTH_MODES).
+    ``admit`` returns the caller (None: anonymous) and a Refusal, or None when admitted."""
+
+    def __init__(self, mode: str, book: TokenBook):
+        if mode not in AUTH_MODES:
+            raise ValueError(f"unknown auth mode {mode!r}")
+        self.mode = mode
+        self.book = book
+        self.operators_closed = book.count(OPERATOR) == 0
+
+    def admit(self, authorization: str | None, needed: str | None) -> tuple[Caller | None, Refusal | None]:
+        caller = self.book.identify(authorization)
+        if needed is None or self.mode == AUTH_DISABLED:
+            return caller, None
+        if caller is None:
+            if authorization is not None:
+                # A header that is sent must be valid, in every mode: a misconfigured
+                # client is loud, never quietly anonymous.
+                return None, Refusal(401, "unauthorized", self._hint(_BAD_TOKEN, needed))
+            if self.mode == AUTH_OPERATORS:
+                if needed == CLIENT:
+                    return None, None  # no header: anonymous
+                if self.operators_closed:
+                    return None, Refusal(403, "forbidden", self._closed())
+            return None, Refusal(401, "unauthorized", self._hint(_NEEDS_TOKEN, needed))
+        if not caller.may(needed):
+            if self.operators_closed:
+                return caller, Refusal(403, "forbidden", self._closed())
+            return caller, Refusal(
+                403, "forbidden", self._hint(f"this needs the {needed} role; {caller.name} is a {caller.role}", needed))
+        return caller, None
+
+    @staticmethod
+    def _hint(detail: str, needed: str) -> str:
+        if needed == OPERATOR:
+            return f"{detail}: send an operator token, or use {OPERATOR_CONSOLE}"
+        return detail
+
+    def _closed(self) -> str:
+        return (f"operator routes are closed: no operator token is configured (PDM_AUTH={self.mode}); "
+                f"use {OPERATOR_CONSOLE}")
+
+    def describe(self) -> str:
+        """One sentence for the start-up log: the mode and what it means here."""
+        clients, operators = self.book.count(CLIENT), self.book.count(OPERATOR)
+        tokens = f"{clients} client and {operators} operator token(s)"
+        if self.mode == AUTH_DISABLED:
+            return "auth mode disabled: every route is open to every caller"
+        if self.mode == AUTH_TOKENS:
+            return f"auth mode tokens: client and operator routes need a bearer token ({tokens})"
+        operator_routes = ("closed (no operator token; operators use the console script pool-domain-manager "
+                           "in the pod)" if self.operators_closed else "need an operator token")
+        return (f"auth mode operators: client routes admit callers without an Authorization header as "
+                f"anonymous (a header sent must be valid); operator routes {operator_routes} ({tokens})")

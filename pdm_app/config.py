@@ -5,12 +5,13 @@ line on stderr and a non-zero exit instead of a traceback.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from .auth import ApiToken, check_unique, parse_tokens
+from .auth import AUTH_DISABLED, AUTH_MODES, AUTH_OPERATORS, AUTH_TOKENS, ApiToken, check_unique, parse_tokens
 
 DEFAULT_POOLS = ("omani.works", "openova.io")
 DEFAULT_DYNADOT_URL = "https://api.dynadot.com/api3.json"
@@ -89,6 +90,33 @@ def parse_tenant_records(text: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def parse_ip_ranges(text: str) -> tuple[ipaddress.IPv4Network, ...]:
+    """IPv4 CIDR ranges, comma- and/or whitespace-separated ("10.0.0.0/8 192.168.0.0/16").
+    A range that is all loopback, link-local, multicast, reserved or unspecified is
+    refused: those addresses are never published, whatever the setting says."""
+    ranges = []
+    for item in re.split(r"[,\s]+", text.strip()):
+        if not item:
+            continue
+        try:
+            network = ipaddress.IPv4Network(item)
+        except ValueError as err:
+            raise ValueError(f"{item!r} is not an IPv4 range like 10.0.0.0/8 ({err})") from None
+        if (network.is_loopback or network.is_link_local or network.is_multicast or network.is_reserved
+                or network.is_unspecified):
+            raise ValueError(f"{item} is loopback, link-local, multicast, reserved or unspecified: "
+                             "such addresses are never published")
+        ranges.append(network)
+    return tuple(ranges)
+
+
+def _ip_ranges(env: Mapping[str, str], name: str) -> tuple[ipaddress.IPv4Network, ...]:
+    try:
+        return parse_ip_ranges(env.get(name, ""))
+    except ValueError as err:
+        raise ConfigError(f"{name}: {err}") from None
+
+
 LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING", "error": "ERROR"}
 
 
@@ -100,6 +128,10 @@ class Settings:
     sweeper_interval: float = 30.0
     log_level: str = "INFO"
     port: int = 8080
+    # gunicorn's processes and threads per process (GUNICORN_WORKERS, GUNICORN_THREADS);
+    # each process's database pool is sized from its threads (db.make_engine).
+    gunicorn_workers: int = 2
+    gunicorn_threads: int = 8
     dynadot_api_url: str = DEFAULT_DYNADOT_URL
     dynadot_api_key: str | None = field(default=None, repr=False)
     dynadot_api_secret: str | None = field(default=None, repr=False)
@@ -125,15 +157,29 @@ class Settings:
     reservation_max_ttl: float = 7200.0
     # How long history events are kept; the job leader prunes older ones.
     history_retention: float = 400 * 86400.0
+    # Non-public IPv4 ranges a commit's loadBalancerIP may still be in (a lab); empty:
+    # public unicast addresses only (domain.validate_ipv4).
+    lb_ip_allowed_ranges: tuple[ipaddress.IPv4Network, ...] = ()
     # Whether this process runs the background jobs (they elect one leader anyway).
     run_jobs: bool = True
     api_tokens: tuple[ApiToken, ...] = field(default=(), repr=False)
-    # False only with PDM_AUTH=disabled: the drop-in path while clients send no token.
+    # PDM_AUTH: operators, tokens or disabled (auth.AUTH_MODES; what each admits: auth.Gate).
+    auth_mode: str = AUTH_TOKENS
+    # The earlier switch, kept for code that builds Settings by hand: False means
+    # "disabled" whatever auth_mode says. load_settings keeps the two consistent.
     auth_enabled: bool = True
+
+    @property
+    def effective_auth_mode(self) -> str:
+        return AUTH_DISABLED if not self.auth_enabled else self.auth_mode
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+MAX_DURATION = 3650 * 86400.0  # the longest any duration setting may be (3650d, ~10 years)
+MAX_DURATION_TEXT = "3650d (about 10 years)"
 
 
 def _duration(env: Mapping[str, str], name: str, default: float, *, positive: bool = True) -> float:
@@ -146,6 +192,9 @@ def _duration(env: Mapping[str, str], name: str, default: float, *, positive: bo
         raise ConfigError(f"{name}={raw!r} is not a Go duration (like 10m, 90s, 1h30m, 500ms, 400d)") from None
     if value < 0 or (positive and value == 0):
         raise ConfigError(f"{name}={raw!r} must be {'greater than' if positive else 'at least'} zero")
+    if value > MAX_DURATION:
+        # A date that far off overflows (every reserve would fail): no setting needs it.
+        raise ConfigError(f"{name}={raw!r} is too long: at most {MAX_DURATION_TEXT}")
     return value
 
 
@@ -192,7 +241,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if run_jobs not in ("true", "false", "1", "0", "yes", "no"):
         raise ConfigError(f"PDM_RUN_JOBS={run_jobs!r} must be true or false")
 
-    tokens, auth_enabled = _auth(env)
+    tokens, auth_mode = _auth(env)
 
     reservation_ttl = _duration(env, "PDM_RESERVATION_TTL", 600.0)
     # Unset, it is 2h -- or the TTL, where an existing deployment holds names longer.
@@ -212,6 +261,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sweeper_interval=_duration(env, "PDM_SWEEPER_INTERVAL", 30.0),
         log_level=LOG_LEVELS[level],
         port=_int(env, "PORT", 8080, low=1, high=65535),
+        gunicorn_workers=_int(env, "GUNICORN_WORKERS", 2, low=1, high=64),
+        gunicorn_threads=_int(env, "GUNICORN_THREADS", 8, low=1, high=128),
         dynadot_api_url=env.get("DYNADOT_API_URL", "").strip() or DEFAULT_DYNADOT_URL,
         dynadot_api_key=api_key,
         dynadot_api_secret=env.get("DYNADOT_API_SECRET", "").strip() or None,
@@ -225,16 +276,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dns_resync_interval=_duration(env, "PDM_DNS_RESYNC_INTERVAL", 600.0, positive=False),
         dns_late_write_window=_duration(env, "PDM_DNS_LATE_WRITE_WINDOW", 180.0),
         history_retention=_duration(env, "PDM_HISTORY_RETENTION", 400 * 86400.0),
+        lb_ip_allowed_ranges=_ip_ranges(env, "PDM_LB_IP_ALLOWED_RANGES"),
         run_jobs=run_jobs in ("true", "1", "yes"),
         api_tokens=tokens,
-        auth_enabled=auth_enabled,
+        auth_mode=auth_mode,
+        auth_enabled=auth_mode != AUTH_DISABLED,
     )
 
 
-def _auth(env: Mapping[str, str]) -> tuple[tuple[ApiToken, ...], bool]:
-    mode = env.get("PDM_AUTH", "").strip().lower()
-    if mode not in ("", "enabled", "disabled"):
-        raise ConfigError(f"PDM_AUTH={mode!r} must be 'disabled' (or unset)")
+def _auth(env: Mapping[str, str]) -> tuple[tuple[ApiToken, ...], str]:
+    """The tokens and the mode (auth.AUTH_MODES). Unset and ``enabled`` (the earlier
+    spelling) mean ``tokens``."""
+    raw = env.get("PDM_AUTH", "").strip().lower()
+    mode = AUTH_TOKENS if raw in ("", "enabled") else raw
+    if mode not in AUTH_MODES:
+        raise ConfigError(f"PDM_AUTH={raw!r} must be operators, tokens or disabled (unset means tokens)")
     tokens: list[ApiToken] = []
     try:
         tokens += parse_tokens(env.get("PDM_API_TOKENS", ""), "PDM_API_TOKENS")
@@ -249,11 +305,10 @@ def _auth(env: Mapping[str, str]) -> tuple[tuple[ApiToken, ...], bool]:
         check_unique(tuple(tokens))
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    if mode == "disabled":
-        return tuple(tokens), False
-    if not tokens:
+    if mode == AUTH_TOKENS and not tokens:
         raise ConfigError(
-            "no API tokens: set PDM_API_TOKENS or PDM_API_TOKENS_FILE (name:role:secret), "
-            "or PDM_AUTH=disabled to accept every caller"
+            f"no API tokens for PDM_AUTH=tokens (also what unset means): set PDM_API_TOKENS or PDM_API_TOKENS_FILE "
+            f"(name:role:secret), or PDM_AUTH={AUTH_OPERATORS} to admit clients without a token "
+            f"(operators then use the console script in the pod), or PDM_AUTH=disabled to accept every caller"
         )
-    return tuple(tokens), True
+    return tuple(tokens), mode

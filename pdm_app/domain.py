@@ -6,8 +6,13 @@ import hashlib
 import hmac
 import ipaddress
 import re
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+
+import idna
 
 RESERVED_LABELS = frozenset(
     "admin api app catalyst console docs flux gitea harbor imap k8s keycloak mail "
@@ -38,16 +43,76 @@ class DomainError(Exception):
             self.status = status
 
 
+# What "trimmed" removes: ASCII white space only. str.strip() would also drop Unicode
+# spaces (U+00A0, U+3000), quietly accepting non-ASCII input as an ASCII name.
+_ASCII_SPACE = " \t\n\r\f\v"
+_ACE_PREFIX = "xn--"
+
+
 def normalise(name: str | None) -> str:
-    return (name or "").strip().lower()
+    """Trimmed and lower-cased -- when it is ASCII. Non-ASCII input comes back trimmed
+    but not lower-cased, so validation refuses it: ``str.lower()`` would turn the Kelvin
+    sign (U+212A) into an ASCII ``k`` and accept one name as another."""
+    text = (name or "").strip(_ASCII_SPACE)
+    return text.lower() if text.isascii() else text
 
 
 def is_valid_label(sub: str) -> bool:
-    return bool(_LABEL.match(sub))
+    return bool(_LABEL.fullmatch(sub))
+
+
+def label_problem(sub: str) -> str | None:
+    """Why ``sub`` (normalised) is not a subdomain the service hands out, as a sentence
+    for a person; None when it is one. The contract's label rule, ASCII only, and an
+    ``xn--`` label must be a valid IDNA 2008 A-label in its canonical form."""
+    if not sub.isascii():
+        char = next(c for c in sub if not c.isascii())
+        name = unicodedata.name(char, "a non-ASCII character")
+        return (f"subdomain must be plain ASCII (a-z, 0-9 and '-'): it contains {char!r} (U+{ord(char):04X} "
+                f"{name}); an internationalised name is sent as its xn-- form")
+    if not is_valid_label(sub):
+        return ("subdomain must be one DNS label: 1-63 characters of a-z, 0-9 and '-', "
+                "starting with a letter and not ending with '-'")
+    if sub.startswith(_ACE_PREFIX):
+        try:
+            ulabel = idna.ulabel(sub)
+            canonical = idna.alabel(ulabel).decode("ascii")
+        except (idna.IDNAError, UnicodeError) as err:
+            return f"{sub!r} is not a valid internationalised (IDNA 2008) label: {err}"
+        # RFC 5891 5.4: an A-label is checked by converting it to a U-label and back.
+        if canonical != sub:
+            return f"{sub!r} is not in the canonical IDNA 2008 form of {ulabel!r}, which is {canonical!r}"
+    return None
+
+
+def _skeleton(text: str) -> str:
+    """The Unicode TR39 confusable skeleton, from disarm (``digit_policy="tr39"`` adds
+    TR39's 0/O and 1/l folds). disarm leaves ASCII ``m`` alone (TR39 folds it to ``rn``):
+    it does not matter here, where only a U-label is compared with the reserved labels."""
+    import disarm  # loaded on the first xn-- label only
+
+    return disarm.skeleton_key(text, digit_policy="tr39")
+
+
+@lru_cache(maxsize=1)
+def _reserved_skeletons() -> dict[str, str]:
+    return {_skeleton(label): label for label in sorted(RESERVED_LABELS)}
+
+
+def reserved_lookalike(sub: str) -> str | None:
+    """The reserved label an ``xn--`` label displays as (its U-label has the confusable
+    skeleton of a reserved label: ``xn--dmin-43d`` shows as "аdmin", with a Cyrillic
+    а); None for every other label."""
+    sub = normalise(sub)
+    if not sub.startswith(_ACE_PREFIX) or label_problem(sub):
+        return None
+    return _reserved_skeletons().get(_skeleton(idna.ulabel(sub)))
 
 
 def is_reserved(sub: str) -> bool:
-    return normalise(sub) in RESERVED_LABELS
+    """A reserved label, or an internationalised label that displays as one."""
+    sub = normalise(sub)
+    return sub in RESERVED_LABELS or reserved_lookalike(sub) is not None
 
 
 def utcnow() -> datetime:
@@ -57,13 +122,9 @@ def utcnow() -> datetime:
 
 
 def validate_subdomain(sub: str) -> None:
-    if not is_valid_label(sub):
-        raise DomainError(
-            "invalid-format",
-            "subdomain must be one DNS label: 1-63 characters of a-z, 0-9 and '-', "
-            "starting with a letter and not ending with '-'",
-            422,
-        )
+    problem = label_problem(sub)
+    if problem:
+        raise DomainError("invalid-format", problem, 422)
 
 
 def validate_pool(pool: str, managed: tuple[str, ...]) -> None:
@@ -71,13 +132,44 @@ def validate_pool(pool: str, managed: tuple[str, ...]) -> None:
         raise DomainError("unsupported-pool", f"{pool!r} is not a managed pool domain", 422)
 
 
-def validate_ipv4(ip: str) -> None:
+def lb_ip_problem(address: ipaddress.IPv4Address,
+                  allowed_ranges: Iterable[ipaddress.IPv4Network] = ()) -> str | None:
+    """Why ``address`` cannot be published as a tenant's load balancer in a public zone,
+    as the end of a sentence; None when it can. Only public unicast addresses can --
+    plus, for a lab, private and other special-purpose ones inside ``allowed_ranges``.
+    Never allowed, whatever the ranges: the unspecified address, loopback, link-local
+    (the cloud metadata service), multicast and the reserved 240.0.0.0/4 (broadcast)."""
+    if address.is_unspecified:
+        return "is the unspecified address: it names no host"
+    if address.is_loopback:
+        return "is a loopback address (127.0.0.0/8): it would point every visitor at their own machine"
+    if address.is_link_local:
+        return ("is a link-local address (169.254.0.0/16, where cloud instance metadata is served): "
+                "it is not reachable from the internet")
+    if address.is_multicast:
+        return "is a multicast address (224.0.0.0/4), not a host's"
+    if address.is_reserved:
+        return "is in the reserved range 240.0.0.0/4 (which holds the broadcast address 255.255.255.255), not a host's"
+    if address.is_global or any(address in network for network in allowed_ranges):
+        return None
+    if address.is_private:
+        return ("is a private address (a private-use, documentation, benchmarking or other special-purpose "
+                "range): it is not reachable from the internet")
+    return "is not globally reachable (a shared carrier-grade NAT address, or another special-purpose one)"
+
+
+def validate_ipv4(ip: str, allowed_ranges: Iterable[ipaddress.IPv4Network] = ()) -> None:
+    """``ip`` is an IPv4 address that may be published in a public zone (see
+    ``lb_ip_problem``); ``allowed_ranges`` are the non-public ranges a lab accepts."""
     if not ip:
         raise DomainError("missing-lb-ip", "loadBalancerIP is required", 422)
     try:
-        ipaddress.IPv4Address(ip)
+        address = ipaddress.IPv4Address(ip)
     except ValueError:
         raise DomainError("invalid-lb-ip", f"loadBalancerIP {ip!r} is not an IPv4 address", 422) from None
+    problem = lb_ip_problem(address, allowed_ranges)
+    if problem:
+        raise DomainError("invalid-lb-ip", f"loadBalancerIP {ip} {problem}; it must be a public IPv4 address", 422)
 
 
 def tenant_hosts(sub: str, record_names: tuple[str, ...]) -> list[str]:

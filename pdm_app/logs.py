@@ -70,5 +70,5 @@ def configure_logging(settings: Settings) -> None:
         root.addHandler(handler)
     handler.setFormatter(JsonFormatter())
     root.setLevel(settings.log_level)
-    # gunicorn's own error log goes to stderr in its format; our lines are the JSON ones.
+    # APScheduler logs every run of every job at INFO: only its warnings are news.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))

@@ -3,9 +3,12 @@
 gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR before any worker imports
 prometheus_client, so every worker writes its samples to files there and /metrics sums
 them (prometheus_client's multiprocess mode). Figures that live in the database --
-allocations, pending DNS work -- are read at scrape time instead.
+allocations, pending DNS work -- are read at scrape time instead; while the database
+cannot be read they are left out (``pdm_database_up 0``) and the rest is still served.
 """
 from __future__ import annotations
+
+import logging
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.core import GaugeMetricFamily
@@ -31,14 +34,30 @@ JOB_LEADER = Gauge("pdm_job_leader", "1 when this process holds the background-j
                    multiprocess_mode="liveall")
 
 
+log = logging.getLogger(__name__)
+
+
 class DatabaseCollector:
-    """Allocations by pool and state, and the DNS work queue, read from the database."""
+    """Allocations by pool and state, and the DNS work queue, read from the database;
+    ``pdm_database_up`` says whether that read worked. A failed read costs only these
+    figures, never the process metrics beside them."""
 
     def __init__(self, read):
         self.read = read  # () -> (allocation counts, pending counts, oldest ages, blocked pools)
 
     def collect(self):
-        counts, pending, oldest, blocked_pools = self.read()
+        up = GaugeMetricFamily("pdm_database_up", "1 when this scrape could read the database figures "
+                               "(pdm_allocations, pdm_dns_work_*, pdm_dns_pool_blocked); 0 when they are missing")
+        try:
+            figures = self.read()
+        except Exception as exc:  # any failure to read the database: skip its figures
+            log.warning("metrics: database figures skipped, the database cannot be read (%s)", type(exc).__name__)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        counts, pending, oldest, blocked_pools = figures
         allocations = GaugeMetricFamily("pdm_allocations", "Allocations by pool and state", labels=["pool", "state"])
         for (pool, state), n in sorted(counts.items()):
             allocations.add_metric([pool, state], n)

@@ -172,6 +172,7 @@ class PoolService:
         dns_request_budget: float,
         reservation_max_ttl: float | None = None,
         history_retention: float = 400 * 86400.0,
+        lb_ip_allowed_ranges: tuple = (),
         clock: Callable[[], datetime] = domain.utcnow,
     ):
         self.session_factory = session_factory
@@ -183,6 +184,7 @@ class PoolService:
         self.max_subhost_records = max_subhost_records
         self.dns_request_budget = dns_request_budget
         self.history_retention = history_retention
+        self.lb_ip_allowed_ranges = lb_ip_allowed_ranges
         self.clock = clock
 
     def uow(self) -> UnitOfWork:
@@ -202,22 +204,30 @@ class PoolService:
     # -- reads ---------------------------------------------------------------------
 
     def check(self, pool: str, sub: str) -> CheckResult:
+        """What the wizard shows a person: ``detail`` says what to do next, and ``fqdn``
+        is set on every answer past the pool and reserved-label checks."""
         pool, sub = domain.normalise(pool), domain.normalise(sub)
         try:
             domain.validate_subdomain(sub)
-            domain.validate_pool(pool, self.managed_domains)
         except DomainError as err:
             return CheckResult(False, err.code, err.detail)
+        try:
+            domain.validate_pool(pool, self.managed_domains)
+        except DomainError as err:
+            return CheckResult(False, err.code, f"{pool} is not one of the pool domains this service hands out "
+                                                "names under; pick another pool, or bring your own domain")
         if domain.is_reserved(sub):
-            return CheckResult(False, "reserved", f"{sub!r} is a reserved name")
+            return CheckResult(False, "reserved", f"{sub!r} is needed by the control plane; pick another name")
+        fqdn = f"{sub}.{pool}"
         with self.uow() as tx:
             row = tx.get_allocation(pool, sub)
             found = _to_domain(row) if row else None
         if found is None or found.is_expired(self.clock()):
-            return CheckResult(True, fqdn=f"{sub}.{pool}")
+            return CheckResult(True, fqdn=fqdn)
         if found.state == RESERVED:
-            return CheckResult(False, "reserved-state", f"{sub}.{pool} is held by a reservation")
-        return CheckResult(False, "active-state", f"{sub}.{pool} is in use")
+            return CheckResult(False, "reserved-state", f"{fqdn} is held by another deployment in progress; "
+                                                        "try again in a few minutes, or pick another name", fqdn)
+        return CheckResult(False, "active-state", f"{fqdn} belongs to a live Sovereign; pick another name", fqdn)
 
     def list_pool(self, pool: str, state: str | None = None) -> PoolListing:
         pool = self._pool(pool)
@@ -319,7 +329,7 @@ class PoolService:
         pool, sub = domain.normalise(pool), domain.normalise(sub)
         domain.validate_subdomain(sub)
         lb_ip = (lb_ip or "").strip()
-        domain.validate_ipv4(lb_ip)
+        domain.validate_ipv4(lb_ip, self.lb_ip_allowed_ranges)
         domain.validate_pool(pool, self.managed_domains)
         started = self.clock()
         with self.uow() as tx:

@@ -8,17 +8,23 @@ skipped with the reason -- unless PDM_REQUIRE_POSTGRES=1 (CI), which makes that 
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from dataclasses import replace
 
 import pytest
+import requests
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from pdm_app import create_app
-from pdm_app.config import Settings, normalise_database_url
+from pdm_app.config import Settings, normalise_database_url, parse_ip_ranges
 from pdm_app.registrar import Record
 from pdm_app.registrar.fake_dynadot import FakeDynadot
 
@@ -159,6 +165,8 @@ def make_settings(db_url: str, fake: FakeDynadot, **overrides) -> Settings:
         reservation_ttl=600.0,
         run_jobs=False,
         auth_enabled=False,  # the drop-in mode; tests/test_auth.py covers tokens
+        # The tests' load balancers live in the documentation ranges (RFC 5737).
+        lb_ip_allowed_ranges=parse_ip_ranges("192.0.2.0/24 198.51.100.0/24 203.0.113.0/24"),
     )
     return replace(base, **overrides)
 
@@ -176,6 +184,24 @@ def app(settings):
     pdm = app.extensions["pdm"]
     pdm.jobs.stop()
     pdm.engine.dispose()
+
+
+@pytest.fixture
+def app_factory(fake):
+    """``make(url, **settings)``: apps on that database and the fake registrar, as many as
+    a test needs; all shut down after it."""
+    apps = []
+
+    def make(url: str, **overrides):
+        made = create_app(make_settings(url, fake, **overrides))
+        made.config["TESTING"] = True
+        apps.append(made)
+        return made
+
+    yield make
+    for made in apps:
+        made.extensions["pdm"].jobs.stop()
+        made.extensions["pdm"].engine.dispose()
 
 
 @pytest.fixture
@@ -219,3 +245,85 @@ def pytest_sessionfinish(session, exitstatus):
     if passed == 0 or skipped:
         print("FAIL: PDM_REQUIRE_POSTGRES=1 but PostgreSQL tests were skipped or not run")
         session.exitstatus = 1
+
+
+# -- the service as it runs in production: gunicorn with the shipped gunicorn.conf.py ---
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gunicorn:
+    """``gunicorn -c gunicorn.conf.py wsgi:app`` in a process group of its own, against a
+    database and the fake registrar; its output goes to ``log_path`` (or nowhere).
+    ``start()``/``stop()``/``kill()``, or ``with Gunicorn(...) as server:``."""
+
+    def __init__(self, db_url, fake, log_path=None, **env):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.env = {
+            # The service's own settings come from here only; metrics get a folder each.
+            **{k: v for k, v in os.environ.items()
+               if not k.startswith(("PDM_", "DYNADOT_", "GUNICORN_")) and k != "PROMETHEUS_MULTIPROC_DIR"},
+            "PORT": str(self.port),
+            "PDM_DATABASE_URL": db_url,
+            "DYNADOT_API_URL": fake.url,
+            "DYNADOT_API_KEY": API_KEY,
+            "DYNADOT_MANAGED_DOMAINS": ",".join(POOLS),
+            "DYNADOT_MIN_INTERVAL": "0s",
+            "PDM_DNS_RETRY_INTERVAL": "1s",
+            "PDM_SWEEPER_INTERVAL": "1s",
+            "GUNICORN_WORKERS": "2",
+            "PDM_AUTH": "disabled",
+            "PDM_LB_IP_ALLOWED_RANGES": "192.0.2.0/24,198.51.100.0/24,203.0.113.0/24",  # RFC 5737
+            **env,
+        }
+        self.proc = None
+
+    def start(self) -> "Gunicorn":
+        self.log = open(self.log_path or os.devnull, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gunicorn exited:\n{self.output()}")
+            time.sleep(0.1)
+        self.stop()
+        raise AssertionError(f"gunicorn did not come up:\n{self.output()}")
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+    def __enter__(self) -> "Gunicorn":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def output(self) -> str:
+        if not self.log_path:
+            return "(output not kept)"
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()

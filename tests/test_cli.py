@@ -172,7 +172,9 @@ def test_pools_list_and_check(app, client):
     result = run(app, "check", POOL, "acme")
     assert result.exit_code == 1 and result.stdout.startswith("not available: active-state:")
     assert out_json(run(app, "check", POOL, "beta", "--json")) == {
-        "available": False, "reason": "reserved-state", "detail": f"beta.{POOL} is held by a reservation"}
+        "available": False, "reason": "reserved-state", "fqdn": f"beta.{POOL}",
+        "detail": f"beta.{POOL} is held by another deployment in progress; try again in a few minutes, "
+                  "or pick another name"}
     assert out_json(run(app, "check", POOL, "gamma", "--json")) == {"available": True, "fqdn": f"gamma.{POOL}"}
     result = run(app, "check", POOL, "api")
     assert result.exit_code == 1 and "reserved" in result.stdout

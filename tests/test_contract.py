@@ -101,10 +101,17 @@ def test_check_order_and_states(client):
     assert check(client, "acme", pool="nope.example")["reason"] == "unsupported-pool"
     assert check(client, "Admin")["reason"] == "reserved"
     assert check(client, "  Acme ") == {"available": True, "fqdn": f"acme.{POOL}"}
+    unmanaged = check(client, "acme", pool="nope.example")
+    assert "another pool" in unmanaged["detail"] and "own domain" in unmanaged["detail"] and "fqdn" not in unmanaged
+    assert "control plane" in check(client, "admin")["detail"]
     token = reserve(client, "acme").get_json()["reservationToken"]
-    assert check(client, "acme")["reason"] == "reserved-state"
+    held = check(client, "acme")
+    assert held["reason"] == "reserved-state" and held["fqdn"] == f"acme.{POOL}"
+    assert "another deployment" in held["detail"] and "few minutes" in held["detail"]
     assert commit(client, "acme", token).status_code == 200
-    assert check(client, "ACME")["reason"] == "active-state"
+    taken = check(client, "ACME")
+    assert taken["reason"] == "active-state" and taken["fqdn"] == f"acme.{POOL}"
+    assert "live Sovereign" in taken["detail"] and "another name" in taken["detail"]
     # the pool domain from the path is normalised too
     assert check(client, "acme", pool="OMANTEL.Omani.Works")["reason"] == "active-state"
 

@@ -4,15 +4,14 @@ repaired; and the operators' drift, reconcile, renew and history."""
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from conftest import BASE_FOREIGN, POOL, foreign_records, make_settings, tenant_records
-from pdm_app import create_app, metrics
+from conftest import BASE_FOREIGN, POOL, foreign_records, tenant_records
+from pdm_app import metrics
 from pdm_app.domain import utcnow
 from pdm_app.locks import advisory_key
 from pdm_app.registrar import Record
@@ -22,18 +21,8 @@ NAMES = ("*", "console", "gitea", "harbor", "admin", "api")
 
 
 @pytest.fixture
-def make_app(db_url, fake):
-    apps = []
-
-    def make(**overrides):
-        app = create_app(make_settings(db_url, fake, **{"dns_request_budget": 1.5, **overrides}))
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["pdm"].jobs.stop()
-        app.extensions["pdm"].engine.dispose()
+def make_app(db_url, app_factory):
+    return lambda **overrides: app_factory(db_url, **{"dns_request_budget": 1.5, **overrides})
 
 
 def reserve(client, sub, pool=POOL):
@@ -121,25 +110,22 @@ def test_the_record_name_list_grown_and_shrunk(make_app, fake):
 
 # -- 3. fencing: a pass that lost its lock writes nothing ----------------------------------
 
-def test_a_pass_whose_lock_backend_was_terminated_writes_nothing(postgres_url, fake):
-    a, b = (create_app(make_settings(postgres_url, fake, dns_request_budget=10.0)) for _ in range(2))
+def test_a_pass_whose_lock_backend_was_terminated_writes_nothing(postgres_url, fake, app_factory):
+    a, b = (app_factory(postgres_url, dns_request_budget=10.0) for _ in range(2))
     client_a = a.test_client()
     assert commit(client_a, "acme").status_code == 200
     token_gamma = reserve(client_a, "gamma")
     failures_before = metrics.LOCK_RELEASE_FAILURES.labels("pdm-registrar")._value.get()
     lost_before = metrics.LOCK_LOST._value.get()
 
-    fake.answer_delay = 2.0  # A reads the zone now; the answer arrives later, stale
+    fake.answer_delay = 5.0  # A reads the zone now; the answer arrives later, stale
     fake.reset_calls()
     answers = {}
     slow = threading.Thread(target=lambda: answers.setdefault("gamma", commit(a.test_client(), "gamma",
                                                                                token=token_gamma)))
     slow.start()
-    deadline = time.monotonic() + 10
-    while not fake.calls and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert fake.wait_held(1, 30)  # the read is carried out; its answer is on its way
     assert [c for c, _ in fake.calls] == ["get_dns"]
-    time.sleep(0.2)  # the read is carried out; its answer is on its way
     fake.answer_delay = 0
 
     # A's lock session dies (failover, pg_terminate_backend, a network drop) ...
@@ -169,8 +155,6 @@ def test_a_pass_whose_lock_backend_was_terminated_writes_nothing(postgres_url, f
     # nothing is left pending that is not done, and a re-read finds the zone right
     assert a.extensions["pdm"].publisher.publish(POOL, [], budget=None, verify=True)
     assert pending(client_a) == []
-    for app in (a, b):
-        app.extensions["pdm"].engine.dispose()
 
 
 # -- 4. a throttle pause is not an attempt ---------------------------------------------------

@@ -145,6 +145,38 @@ def secret_ref(entry: dict) -> tuple[str, str]:
     return ref["name"], ref["key"]
 
 
+class MissingSecretKey(Exception):
+    """A non-optional secretKeyRef names a key the secret lacks: the kubelet refuses to
+    start the container (CreateContainerConfigError)."""
+
+
+def pod_environment(rendered: Rendered, secrets: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The server container's environment as Kubernetes gives it to the process: the
+    ConfigMap's entries (envFrom), then the explicit entries in order, each secretKeyRef
+    resolved from ``secrets`` (name -> key -> value). A missing key of an ``optional``
+    reference leaves the variable unset; of any other, raises MissingSecretKey."""
+    env: dict[str, str] = {}
+    for source in rendered.container.get("envFrom", []):
+        env.update(rendered.one("ConfigMap", source["configMapRef"]["name"])["data"])
+    for entry in rendered.container["env"]:
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+            continue
+        ref = entry["valueFrom"]["secretKeyRef"]
+        value = secrets.get(ref["name"], {}).get(ref["key"])
+        if value is None:
+            if not ref.get("optional", False):
+                raise MissingSecretKey(f"{entry['name']}: secret {ref['name']!r} has no key {ref['key']!r}")
+            env.pop(entry["name"], None)  # an optional reference that misses sets nothing
+            continue
+        env[entry["name"]] = value
+    return env
+
+
+# The registrar secret the previous deployment left behind, as it is: no `domains` key.
+OLD_DYNADOT_SECRET = {"api-key": "old-key", "api-secret": "old-secret", "domain": "omani.works"}
+
+
 # --- the engine itself --------------------------------------------------------------------
 
 def test_real_helm_engine_renders_the_chart():
@@ -280,17 +312,29 @@ def test_every_setting_is_rendered(default):
     # resync off: it must render as the string "0", not vanish as a falsy value.
     off = Rendered(helm.parse_set_string("config.dnsResyncInterval=0"))
     assert off.one("ConfigMap")["data"]["PDM_DNS_RESYNC_INTERVAL"] == "0"
-    assert "DYNADOT_DOMAIN" not in env  # the legacy single pool only when asked for
+    # Public load-balancer addresses only, unless a lab names its ranges.
+    assert "PDM_LB_IP_ALLOWED_RANGES" not in env
+    lab = Rendered({"config": {"lbIpAllowedRanges": "10.0.0.0/8,192.168.0.0/16"}})
+    assert lab.one("ConfigMap")["data"]["PDM_LB_IP_ALLOWED_RANGES"] == "10.0.0.0/8,192.168.0.0/16"
+    # The legacy single pool: from the secret's `domain` key (optional) by default ...
+    assert secret_ref(env["DYNADOT_DOMAIN"]) == ("dynadot-api-credentials", "domain")
+    # ... or from values, which then win.
     legacy = Rendered({"dynadot": {"domainsFromSecret": False, "legacyDomain": "omani.works"}}).env()
     assert legacy["DYNADOT_DOMAIN"]["value"] == "omani.works"
     assert "DYNADOT_MANAGED_DOMAINS" not in legacy
+    both = Rendered({"dynadot": {"legacyDomain": "omani.works"}}).env()
+    assert both["DYNADOT_DOMAIN"] == {"value": "omani.works"}
+    assert secret_ref(both["DYNADOT_MANAGED_DOMAINS"]) == ("dynadot-api-credentials", "domains")
 
 
 @pytest.mark.parametrize("which", ["defaults", "prod-values"])
 def test_rendered_settings_load(which, default, prod):
     # What the chart renders is what the service accepts (400d, max TTL >= TTL, ...).
-    data = (default if which == "defaults" else prod).one("ConfigMap")["data"]
-    settings = load_settings({**data, "DYNADOT_API_KEY": "k", "PDM_AUTH": "disabled"})
+    rendered = default if which == "defaults" else prod
+    data = rendered.one("ConfigMap")["data"]
+    # The mode as rendered: operators starts without any token.
+    settings = load_settings({**data, "DYNADOT_API_KEY": "k", "PDM_AUTH": rendered.env()["PDM_AUTH"]["value"]})
+    assert settings.effective_auth_mode == "operators"
     assert settings.history_retention == 400 * 86400
     assert settings.reservation_max_ttl >= settings.reservation_ttl
 
@@ -301,33 +345,126 @@ def test_secrets_come_from_existing_secrets(default):
     assert secret_ref(env["DYNADOT_API_KEY"]) == ("dynadot-api-credentials", "api-key")
     assert secret_ref(env["DYNADOT_API_SECRET"]) == ("dynadot-api-credentials", "api-secret")
     assert secret_ref(env["DYNADOT_MANAGED_DOMAINS"]) == ("dynadot-api-credentials", "domains")
+    assert secret_ref(env["DYNADOT_DOMAIN"]) == ("dynadot-api-credentials", "domain")
+    # Only what the service cannot run without is required; the rest of the registrar
+    # secret is optional, so an older secret without a key still starts the pod.
+    optional = {name for name, e in env.items() if "valueFrom" in e and e["valueFrom"]["secretKeyRef"].get("optional")}
+    assert optional == {"DYNADOT_API_SECRET", "DYNADOT_MANAGED_DOMAINS", "DYNADOT_DOMAIN"}
     # The chart never creates a Secret: credentials are referenced by name only.
     assert default.all("Secret") == []
 
 
-def test_auth_enabled_mounts_the_tokens_file(default):
+def test_the_previous_registrar_secret_starts_the_pod(default):
+    # api-key, api-secret, domain -- no `domains`: DYNADOT_DOMAIN carries the pool.
+    env = pod_environment(default, {"dynadot-api-credentials": OLD_DYNADOT_SECRET,
+                                    "pool-domain-manager-pg-app": {"uri": "postgresql://u:p@db:5432/pdm"}})
+    assert env["DYNADOT_API_KEY"] == "old-key" and env["DYNADOT_API_SECRET"] == "old-secret"
+    assert env["DYNADOT_DOMAIN"] == "omani.works" and "DYNADOT_MANAGED_DOMAINS" not in env
+    settings = load_settings(env)
+    assert settings.managed_domains == ("omani.works",)
+    assert settings.effective_auth_mode == "operators" and settings.api_tokens == ()
+
+
+def test_a_registrar_secret_with_domains_or_with_the_key_alone(default):
+    db = {"pool-domain-manager-pg-app": {"uri": "postgresql://u:p@db:5432/pdm"}}
+    env = pod_environment(default, {**db, "dynadot-api-credentials": {
+        **OLD_DYNADOT_SECRET, "domains": "omani.works, openova.io"}})
+    assert env["DYNADOT_MANAGED_DOMAINS"] == "omani.works, openova.io"
+    assert load_settings(env).managed_domains == ("omani.works", "openova.io")  # the list wins
+    env = pod_environment(default, {**db, "dynadot-api-credentials": {"api-key": "k"}})
+    assert not {"DYNADOT_API_SECRET", "DYNADOT_DOMAIN", "DYNADOT_MANAGED_DOMAINS"} & set(env)
+    assert load_settings(env).managed_domains == ("omani.works", "openova.io")  # the service's defaults
+    # Without the API key (or the database URL) the kubelet does not start the container.
+    with pytest.raises(MissingSecretKey, match="DYNADOT_API_KEY"):
+        pod_environment(default, {**db, "dynadot-api-credentials": {"domain": "omani.works"}})
+    with pytest.raises(MissingSecretKey, match="PDM_DATABASE_URL"):
+        pod_environment(default, {"dynadot-api-credentials": OLD_DYNADOT_SECRET})
+
+
+def test_registrar_secret_keys_are_configurable():
+    env = Rendered({"dynadot": {"existingSecret": "registrar", "domainsKey": "", "domainKey": "pool",
+                                "apiSecretKey": ""}}).env()
+    assert secret_ref(env["DYNADOT_DOMAIN"]) == ("registrar", "pool")
+    assert secret_ref(env["DYNADOT_API_KEY"]) == ("registrar", "api-key")
+    assert "DYNADOT_MANAGED_DOMAINS" not in env and "DYNADOT_API_SECRET" not in env
+
+
+def tokens_volume(rendered: Rendered) -> dict | None:
+    volumes = [v for v in rendered.pod["volumes"] if "secret" in v]
+    assert len(volumes) <= 1
+    return volumes[0] if volumes else None
+
+
+def test_auth_defaults_to_operators_without_a_secret(default):
     env = default.env()
-    assert "PDM_AUTH" not in env
+    assert env["PDM_AUTH"] == {"name": "PDM_AUTH", "value": "operators"}
+    # The tokens secret is optional in operators mode: none named, none mounted.
+    assert "PDM_API_TOKENS_FILE" not in env
+    assert tokens_volume(default) is None
+    assert [m["mountPath"] for m in default.container["volumeMounts"]] == ["/tmp", "/tmp/prometheus"]
+    notes = default.manifests["pool-domain-manager/templates/NOTES.txt"]
+    assert "PDM_AUTH=operators" in notes
+    assert "kubectl -n openova-system exec deploy/pool-domain-manager -- pool-domain-manager list" in notes
+    assert "auth:\n  mode: operators\n" in (CHART / "values.yaml").read_text()
+
+
+@pytest.mark.parametrize("mode", ["operators", "tokens"])
+def test_a_tokens_secret_is_mounted_when_named(mode):
+    rendered = Rendered({"auth": {"mode": mode, "existingSecret": "pdm-api-tokens"}})
+    env = rendered.env()
+    assert env["PDM_AUTH"]["value"] == mode
     assert env["PDM_API_TOKENS_FILE"]["value"] == "/etc/pdm/tokens"
-    (volume,) = [v for v in default.pod["volumes"] if "secret" in v]
-    assert volume["secret"]["secretName"] == "pool-domain-manager-api-tokens"
+    volume = tokens_volume(rendered)
+    assert volume["secret"]["secretName"] == "pdm-api-tokens"
     assert volume["secret"]["items"] == [{"key": "tokens", "path": "tokens"}]
-    (mount,) = [m for m in default.container["volumeMounts"] if m["name"] == volume["name"]]
+    (mount,) = [m for m in rendered.container["volumeMounts"] if m["name"] == volume["name"]]
     assert mount == {"name": volume["name"], "mountPath": "/etc/pdm", "readOnly": True}
 
 
-def test_auth_disabled_is_the_drop_in_switch():
-    rendered = Rendered({"auth": {"enabled": False}})
+def test_auth_disabled_is_still_possible():
+    rendered = Rendered({"auth": {"mode": "disabled", "existingSecret": "pdm-api-tokens"}})
     env = rendered.env()
     assert env["PDM_AUTH"]["value"] == "disabled"
-    assert "PDM_API_TOKENS_FILE" not in env
-    assert not [v for v in rendered.pod["volumes"] if "secret" in v]
-    assert "PDM_AUTH=disabled" in rendered.manifests["pool-domain-manager/templates/NOTES.txt"]
+    assert "PDM_API_TOKENS_FILE" not in env and tokens_volume(rendered) is None
+    assert "WARNING: PDM_AUTH=disabled" in rendered.manifests["pool-domain-manager/templates/NOTES.txt"]
 
 
-def test_auth_without_a_secret_fails_the_render():
+@pytest.mark.parametrize("enabled, mode, secret", [
+    (True, "tokens", "pool-domain-manager-api-tokens"),
+    (False, "disabled", ""),
+])
+def test_the_earlier_auth_enabled_switch_still_works(enabled, mode, secret):
+    # `auth.enabled`, when set, wins over auth.mode: true = tokens, false = disabled.
+    env = Rendered({"auth": {"enabled": enabled, "existingSecret": secret}}).env()
+    assert env["PDM_AUTH"]["value"] == mode
+    assert ("PDM_API_TOKENS_FILE" in env) is (mode == "tokens")
+    # --set auth.enabled=false, the earlier README's drop-in line
+    assert Rendered(helm.parse_set_string("auth.enabled=false")).env()["PDM_AUTH"]["value"] == "disabled"
+
+
+def test_tokens_mode_without_a_secret_fails_the_render():
     with pytest.raises(helm.HelmError, match="auth.existingSecret"):
-        render_raw({"auth": {"enabled": True, "existingSecret": ""}})
+        render_raw({"auth": {"mode": "tokens"}})
+    with pytest.raises(helm.HelmError, match="auth.existingSecret"):
+        render_raw({"auth": {"enabled": True}})
+
+
+def test_an_unknown_auth_mode_fails_the_render():
+    with pytest.raises(helm.HelmError, match="must be operators, tokens or disabled"):
+        render_raw({"auth": {"mode": "open"}})
+
+
+@pytest.mark.parametrize("mode", ["operators", "tokens", "disabled"])
+def test_every_rendered_auth_mode_starts_the_service(mode, tmp_path):
+    # What the chart renders is what load_settings accepts; the mounted file is read.
+    values = {"auth": {"mode": mode, "existingSecret": "pdm-api-tokens" if mode == "tokens" else ""}}
+    env = pod_environment(Rendered(values), {
+        "dynadot-api-credentials": OLD_DYNADOT_SECRET,
+        "pool-domain-manager-pg-app": {"uri": "postgresql://u:p@db:5432/pdm"}})
+    if "PDM_API_TOKENS_FILE" in env:
+        (tmp_path / "tokens").write_text("catalyst-api:client:client-secret-0123456789abcdef\n")
+        env["PDM_API_TOKENS_FILE"] = str(tmp_path / "tokens")
+    assert load_settings(env).effective_auth_mode == mode
 
 
 def test_database_secret_is_required():
@@ -395,12 +532,15 @@ def test_network_policy_shape(default):
     spec = policy["spec"]
     assert spec["podSelector"]["matchLabels"] == default.deployment["spec"]["selector"]["matchLabels"]
     assert spec["policyTypes"] == ["Ingress", "Egress"]
-    # Ingress: 8080 only, from labelled clients (this namespace) and the monitoring namespace.
+    # Ingress: 8080 only, from the real callers' namespaces (catalyst-api, the Crossplane
+    # composition's provider-http, Prometheus) and labelled clients of this namespace.
     (ingress,) = spec["ingress"]
     assert rule_ports(ingress) == {(8080, "TCP")}
     assert ingress["from"] == [
-        {"podSelector": {"matchLabels": {"pool-domain-manager/client": "true"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "catalyst"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "crossplane-system"}}},
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+        {"podSelector": {"matchLabels": {"pool-domain-manager/client": "true"}}},
     ]
     # Egress: PostgreSQL, DNS, the registrar -- every rule names its peers and ports.
     egress = {frozenset(rule_ports(rule)): rule for rule in spec["egress"]}
@@ -416,6 +556,74 @@ def test_network_policy_shape(default):
     (registrar,) = egress[frozenset({(443, "TCP")})]["to"]
     assert registrar["ipBlock"]["cidr"] == "0.0.0.0/0"
     assert PRIVATE_RANGES <= set(registrar["ipBlock"]["except"])
+
+
+def ingress_from(values: dict) -> list[dict]:
+    (ingress,) = Rendered(values).one("NetworkPolicy", "pool-domain-manager")["spec"]["ingress"]
+    return ingress["from"]
+
+
+def ns(name: str) -> dict:
+    return {"matchLabels": {"kubernetes.io/metadata.name": name}}
+
+
+def test_catalyst_api_is_admitted_and_configurable():
+    assert {"namespaceSelector": ns("catalyst")} in ingress_from({})
+    peers = ingress_from({"networkPolicy": {"ingress": {"catalystApi": {
+        "namespace": "catalyst-prod", "podLabels": {"app.kubernetes.io/name": "catalyst-api"}}}}})
+    assert peers[0] == {"namespaceSelector": ns("catalyst-prod"),
+                        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "catalyst-api"}}}
+    assert {"namespaceSelector": ns("catalyst")} not in peers
+    off = ingress_from({"networkPolicy": {"ingress": {"catalystApi": {"enabled": False}}}})
+    assert not any(p.get("namespaceSelector") == ns("catalyst") for p in off) and len(off) == 3
+
+
+def test_crossplane_provider_http_is_admitted_and_configurable():
+    assert {"namespaceSelector": ns("crossplane-system")} in ingress_from({})
+    peers = ingress_from({"networkPolicy": {"ingress": {"crossplane": {
+        "namespace": "upbound-system", "podLabels": {"pkg.crossplane.io/provider": "provider-http"}}}}})
+    assert peers[1] == {"namespaceSelector": ns("upbound-system"),
+                        "podSelector": {"matchLabels": {"pkg.crossplane.io/provider": "provider-http"}}}
+    off = ingress_from({"networkPolicy": {"ingress": {"crossplane": {"enabled": False}}}})
+    assert not any(p.get("namespaceSelector") == ns("crossplane-system") for p in off) and len(off) == 3
+
+
+def test_monitoring_is_admitted_for_metrics_and_configurable():
+    assert {"namespaceSelector": ns("monitoring")} in ingress_from({})
+    peers = ingress_from({"networkPolicy": {"ingress": {"monitoring": {
+        "namespace": "observability", "podLabels": {"app.kubernetes.io/name": "prometheus"}}}}})
+    assert peers[2] == {"namespaceSelector": ns("observability"),
+                        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    # namespaceLabels select the namespaces by other labels instead of the name
+    peers = ingress_from({"networkPolicy": {"ingress": {"monitoring": {"namespaceLabels": {"team": "sre"}}}}})
+    assert peers[2] == {"namespaceSelector": {"matchLabels": {"team": "sre"}}}
+    off = ingress_from({"networkPolicy": {"ingress": {"monitoring": {"enabled": False}}}})
+    assert not any(p.get("namespaceSelector") == ns("monitoring") for p in off) and len(off) == 3
+    # The earlier key fails loudly rather than being ignored.
+    with pytest.raises(helm.HelmError, match="monitoringNamespaceLabels is replaced"):
+        render_raw({"networkPolicy": {"ingress": {"monitoringNamespaceLabels": {"team": "sre"}}}})
+
+
+def test_labelled_clients_and_extra_peers():
+    peers = ingress_from({"networkPolicy": {"ingress": {
+        # null removes a default key (Helm merges maps): the label is replaced, not added to
+        "clientPodLabels": {"pool-domain-manager/client": None, "role": "pdm-client"},
+        "clientNamespaceLabels": {"team": "platform"},
+        "extraFrom": [{"ipBlock": {"cidr": "10.1.0.0/16"}}]}}})
+    assert peers[3:] == [
+        {"podSelector": {"matchLabels": {"role": "pdm-client"}}, "namespaceSelector": {"matchLabels": {"team": "platform"}}},
+        {"ipBlock": {"cidr": "10.1.0.0/16"}},
+    ]
+    assert len(ingress_from({"networkPolicy": {"ingress": {"clientPodLabels": None}}})) == 3  # rule off
+
+
+def test_no_caller_admitted_renders_no_open_rule():
+    # An empty `from` would admit everyone: with every caller off, nothing is admitted.
+    rendered = Rendered({"networkPolicy": {"ingress": {
+        "catalystApi": {"enabled": False}, "crossplane": {"enabled": False}, "monitoring": {"enabled": False},
+        "clientPodLabels": None}}})
+    spec = rendered.one("NetworkPolicy", "pool-domain-manager")["spec"]
+    assert spec["ingress"] == [] and "Ingress" in spec["policyTypes"]
 
 
 def test_migration_network_policy(default):
@@ -440,11 +648,19 @@ def test_prod_values(prod):
     # Pools from values: a plain setting, no longer a secret key.
     assert env["DYNADOT_MANAGED_DOMAINS"] == {"value": "omani.works,openova.io"}
     assert env["DYNADOT_MIN_INTERVAL"] == {"value": "2s"}
-    assert env["PDM_API_TOKENS_FILE"]["value"] == "/etc/pdm/tokens" and "PDM_AUTH" not in env
+    assert env["PDM_AUTH"]["value"] == "operators"
+    assert env["PDM_API_TOKENS_FILE"]["value"] == "/etc/pdm/tokens"
+    assert tokens_volume(prod)["secret"]["secretName"] == "pdm-api-tokens"
     assert prod.pod["priorityClassName"] == "platform-critical"
     assert prod.container["resources"]["limits"]["memory"] == "768Mi"
     policy = prod.one("NetworkPolicy", "pool-domain-manager")["spec"]
-    assert len(policy["ingress"][0]["from"]) == 3
+    assert policy["ingress"][0]["from"] == [
+        {"namespaceSelector": ns("catalyst")},
+        {"namespaceSelector": ns("crossplane-system")},
+        {"namespaceSelector": ns("monitoring"), "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}},
+        {"podSelector": {"matchLabels": {"pool-domain-manager/client": "true"}}},
+        {"namespaceSelector": ns("platform-ops"), "podSelector": {"matchLabels": {"pool-domain-manager/client": "true"}}},
+    ]
     (postgres,) = [r for r in policy["egress"] if rule_ports(r) == {(5432, "TCP")}]
     assert postgres["to"] == [{
         "podSelector": {"matchLabels": {"cnpg.io/cluster": "pdm-pg"}},

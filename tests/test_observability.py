@@ -108,6 +108,7 @@ def test_metrics(app, client, fake):
     assert samples['pdm_registrar_calls_total{command="get_dns",outcome="transient-error"}'] >= 1
     assert samples['pdm_http_requests_total{endpoint="/api/v1/pool/<domain>/reserve",method="POST",status="201"}'] >= 2
     assert any(k.startswith("pdm_http_request_duration_seconds_bucket") for k in samples)
+    assert samples["pdm_database_up"] == 1
     fake.clear_faults()
     app.extensions["pdm"].service.reservation_ttl = 0
     client.post(f"/api/v1/pool/{POOL}/reserve", json={"subdomain": "brief"})
@@ -116,6 +117,29 @@ def test_metrics(app, client, fake):
     assert samples["pdm_sweeper_deleted_total"] >= 1
     assert any(k.startswith("pdm_job_leader") and v == 1 for k, v in samples.items())
     app.extensions["pdm"].jobs.stop()
+
+
+def test_metrics_while_the_database_is_down(fake, capsys):
+    """The process metrics are still served (200); the database figures are left out and
+    pdm_database_up says so."""
+    from conftest import make_settings
+    from pdm_app import create_app
+
+    app = create_app(make_settings("postgresql+psycopg://x@127.0.0.1:1/none", fake))
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 503
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    text = response.get_data(as_text=True)
+    samples = _samples(text)
+    assert samples["pdm_database_up"] == 0
+    assert samples['pdm_http_requests_total{endpoint="/healthz",method="GET",status="503"}'] >= 1
+    assert any(k.startswith("pdm_http_request_duration_seconds_bucket") for k in samples)
+    assert not any(k.startswith(("pdm_allocations", "pdm_dns_work_", "pdm_dns_pool_blocked")) for k in samples)
+    assert "# HELP pdm_database_up" in text
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert any(line["logger"] == "pdm_app.metrics" and line["level"] == "warning" for line in lines)
+    app.extensions["pdm"].engine.dispose()
 
 
 def test_api_tokens_never_logged(db_url, fake, capsys):

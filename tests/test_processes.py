@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -13,67 +11,10 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
-from conftest import API_KEY, BASE_FOREIGN, POOL, POOLS, ROOT, foreign_records, tenant_records
+from conftest import API_KEY, BASE_FOREIGN, POOL, ROOT, Gunicorn, foreign_records, free_port, tenant_records
 
 pytestmark = pytest.mark.slow
 LB = "198.51.100.7"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Gunicorn:
-    def __init__(self, db_url, fake, **env):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},  # one folder per server
-            "PORT": str(self.port),
-            "PDM_DATABASE_URL": db_url,
-            "DYNADOT_API_URL": fake.url,
-            "DYNADOT_API_KEY": API_KEY,
-            "DYNADOT_MANAGED_DOMAINS": ",".join(POOLS),
-            "DYNADOT_MIN_INTERVAL": "0s",
-            "PDM_DNS_RETRY_INTERVAL": "1s",
-            "PDM_SWEEPER_INTERVAL": "1s",
-            "GUNICORN_WORKERS": "2",
-            "PDM_AUTH": "disabled",
-            **env,
-        }
-        self.proc = None
-
-    def start(self):
-        self.log = open(os.devnull, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            assert self.proc.poll() is None, "gunicorn exited"
-            time.sleep(0.1)
-        raise AssertionError("gunicorn did not come up")
-
-    def kill(self):
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.log.close()
 
 
 def test_gunicorn_serves_the_contract(db_url, fake):

@@ -1,18 +1,27 @@
 """Races that really run: threads and processes against PostgreSQL (and threads against
-SQLite), and the fake registrar's zone checked record by record afterwards."""
+SQLite), and the fake registrar's zone checked record by record afterwards.
+
+A reservation lapses when the service's clock says so (``Clock``), not when the wall
+clock happens to pass a second boundary: the sweeper races commits on a reservation that
+lapses in the middle of the race, whatever the machine's load. Where an interleaving
+must happen for the test to mean anything, the test makes it happen (``Interleave``:
+pause points inside the service's transactions, released on events)."""
 from __future__ import annotations
 
 import multiprocessing
 import random
 import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from conftest import BASE_FOREIGN, POOL, foreign_records, make_settings, tenant_records
 from pdm_app import create_app
+from pdm_app.domain import utcnow
+from pdm_app.unit_of_work import UnitOfWork
 
 LB = "198.51.100.7"
 
@@ -128,64 +137,254 @@ def test_concurrent_commits_and_releases_of_different_names(app, fake, round_):
     assert fake.max_in_flight == 1  # one registrar call at a time
 
 
-def test_commit_release_sweeper_on_one_name(app, fake):
-    """Commit, release and the sweeper fight over one name, round after round; the table
-    never holds two rows, nothing answers 5xx, and the zone ends as the table says."""
-    service = app.extensions["pdm"].service
-    statuses = Counter()
-    for round_ in range(15):
-        service.reservation_ttl = 0 if round_ % 3 == 0 else 600  # some rounds race the sweeper
-        c = app.test_client()
-        r = c.post(f"/api/v1/pool/{POOL}/reserve", json={"subdomain": "hot"})
-        if r.status_code != 201:
-            statuses[f"reserve-{r.status_code}"] += 1
-            continue
+class Clock:
+    """The service's clock, moved by the test. ``lapse_after``: from that many reads on,
+    it reads ``lapsed`` instead -- the moment a reservation lapses falls inside a race
+    among the threads reading it."""
+
+    def __init__(self, now):
+        self.now = now
+        self._lock = threading.Lock()
+        self._reads_left: int | None = None
+        self._lapsed = None
+
+    def lapse_after(self, reads: int, lapsed) -> None:
+        with self._lock:
+            self._reads_left, self._lapsed = reads, lapsed
+
+    def set(self, now) -> None:
+        with self._lock:
+            self.now, self._reads_left = now, None
+
+    def __call__(self):
+        with self._lock:
+            if self._reads_left is not None:
+                if self._reads_left <= 0:
+                    self.now, self._reads_left = self._lapsed, None
+                else:
+                    self._reads_left -= 1
+            return self.now
+
+
+class Interleave:
+    """Pause points in ``UnitOfWork``: ``at(thread_name, method, hook)`` runs ``hook``
+    in that thread right before the method (inside its transaction)."""
+
+    METHODS = ("lock_pool", "save_allocation", "delete_expired_reservations")
+
+    def __init__(self, monkeypatch):
+        self.hooks: dict[tuple[str, str], object] = {}
+        for name in self.METHODS:
+            self._wrap(monkeypatch, name)
+
+    def _wrap(self, monkeypatch, name):
+        original = getattr(UnitOfWork, name)
+        hooks = self.hooks
+
+        def wrapper(uow, *args, **kwargs):
+            hook = hooks.get((threading.current_thread().name, name))
+            if hook is not None:
+                hook()
+            return original(uow, *args, **kwargs)
+
+        monkeypatch.setattr(UnitOfWork, name, wrapper)
+
+    def at(self, thread: str, method: str, hook) -> None:
+        self.hooks[(thread, method)] = hook
+
+    def clear(self) -> None:
+        self.hooks.clear()
+
+
+def _wait(event: threading.Event, what: str) -> None:
+    assert event.wait(60), f"gave up waiting: {what}"  # a safety net, never the point
+
+
+def _blocked_on_a_row_lock(engine) -> bool:
+    """PostgreSQL: another session waits on a lock in this database."""
+    with engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")).scalar() > 0
+
+
+def test_commit_release_sweeper_on_one_name(app, fake, monkeypatch):
+    """Commit, release and the sweeper fight over one name while its reservation lapses,
+    round after round: a committed row is never swept, nothing answers 5xx, the history
+    never holds both a commit and an expiry of one reservation, and the zone always ends
+    as the table says.
+
+    Four kinds of round. ``commit-holds-row``: the commit has the row locked (and read
+    the clock while the reservation was live) when the sweeper, whose clock says it has
+    lapsed, runs its DELETE -- on PostgreSQL the test waits until that DELETE is blocked
+    on the row lock, so the DELETE re-checks a row that is now active and must leave it.
+    ``sweeper-first``: the commit read a live clock but the sweeper deletes the lapsed row
+    before the commit locks it: the commit must answer 404 and publish nothing. ``free``
+    (commit, release, sweeper) and ``free-no-release`` (commit, sweeper): they start
+    together and the clock lapses after a random number of reads; the sweeper sweeps
+    until the others are done."""
+    pdm = app.extensions["pdm"]
+    service = pdm.service
+    start = utcnow()
+    clock = Clock(start)
+    service.clock = clock
+    service.reservation_ttl = 60
+    interleave = Interleave(monkeypatch)
+    postgres = pdm.engine.dialect.name == "postgresql"
+    kinds = ["commit-holds-row", "sweeper-first", "free", "free-no-release"] * 4
+    outcomes = Counter()
+
+    for round_, kind in enumerate(kinds):
+        t0 = start + timedelta(hours=round_)
+        clock.set(t0)
+        r = app.test_client().post(f"/api/v1/pool/{POOL}/reserve", json={"subdomain": "hot"})
+        assert r.status_code == 201, r.get_json()
         token = r.get_json()["reservationToken"]
-        barrier = threading.Barrier(3)
+        reserved_id = service.history(POOL, "hot", limit=1).events[0].id
+        clock.set(t0 + timedelta(seconds=59))  # live for one more second
+        lapsed = t0 + timedelta(seconds=60)
+        results: dict[str, object] = {}
 
         def do_commit():
-            barrier.wait()
-            return app.test_client().post(f"/api/v1/pool/{POOL}/commit", json={
+            results["commit"] = app.test_client().post(f"/api/v1/pool/{POOL}/commit", json={
                 "subdomain": "hot", "reservationToken": token, "loadBalancerIP": LB}).status_code
 
         def do_release():
-            barrier.wait()
-            return app.test_client().delete(f"/api/v1/pool/{POOL}/release?sub=hot").status_code
+            results["release"] = app.test_client().delete(f"/api/v1/pool/{POOL}/release?sub=hot").status_code
 
-        def do_sweep():
-            barrier.wait()
-            service.sweep()
-            return "swept"
+        def do_sweep_once():
+            results["swept"] = service.sweep()
 
-        with ThreadPoolExecutor(3) as pool:
-            results = [f.result() for f in [pool.submit(do_commit), pool.submit(do_release), pool.submit(do_sweep)]]
-        statuses.update(str(s) for s in results)
-        assert all(s == "swept" or s < 500 for s in results), results
+        if kind == "commit-holds-row":
+            commit_locked, sweeper_deleting, go_on = threading.Event(), threading.Event(), threading.Event()
+
+            def commit_pause():
+                commit_locked.set()
+                _wait(go_on, "the sweeper's DELETE")
+
+            interleave.at("commit", "save_allocation", commit_pause)
+            interleave.at("sweeper", "delete_expired_reservations", sweeper_deleting.set)
+            committer = threading.Thread(target=do_commit, name="commit")
+            committer.start()
+            _wait(commit_locked, "the commit to lock the row")
+            clock.set(lapsed)  # the sweeper's clock: the reservation has lapsed
+            sweeper = threading.Thread(target=do_sweep_once, name="sweeper")
+            sweeper.start()
+            _wait(sweeper_deleting, "the sweeper to start its DELETE")
+            if postgres:  # until the DELETE waits on the commit's row lock (or is done)
+                for _ in range(1200):
+                    if not sweeper.is_alive() or _blocked_on_a_row_lock(pdm.engine):
+                        break
+                    sweeper.join(0.05)
+                else:
+                    raise AssertionError("the sweeper's DELETE neither blocked nor finished")
+            go_on.set()
+            committer.join(60)
+            sweeper.join(60)
+            assert results["commit"] == 200 and results["swept"] == 0, results
+        elif kind == "sweeper-first":
+            commit_read_clock, swept = threading.Event(), threading.Event()
+
+            def commit_pause():
+                commit_read_clock.set()
+                _wait(swept, "the sweeper")
+
+            interleave.at("commit", "lock_pool", commit_pause)
+            committer = threading.Thread(target=do_commit, name="commit")
+            committer.start()
+            _wait(commit_read_clock, "the commit to read the clock")
+            clock.set(lapsed)
+            do_sweep_once()
+            swept.set()
+            committer.join(60)
+            assert results["commit"] == 404 and results["swept"] == 1, results
+        else:
+            clock.lapse_after(random.randint(0, 4), lapsed)
+            racers = ["commit", "sweeper"] + (["release"] if kind == "free" else [])
+            barrier = threading.Barrier(len(racers))
+            sweeps = []
+
+            def do_sweep_until_done():
+                barrier.wait()
+                for _ in range(50):
+                    others_done = all(not t.is_alive() for t in threads if t.name != "sweeper")
+                    sweeps.append(service.sweep())
+                    if others_done:
+                        break
+                results["swept"] = sum(sweeps)
+
+            def after_barrier(target):
+                def run():
+                    barrier.wait()
+                    target()
+                return run
+
+            targets = {"commit": after_barrier(do_commit), "release": after_barrier(do_release),
+                       "sweeper": do_sweep_until_done}
+            threads = [threading.Thread(target=targets[name], name=name) for name in racers]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        interleave.clear()
+        assert not any(t.is_alive() for t in threading.enumerate() if t.name in ("commit", "release", "sweeper"))
+
+        statuses = [v for k, v in results.items() if k in ("commit", "release")]
+        assert all(s < 500 for s in statuses), results
+        committed = results["commit"] in (200, 202)
+        actions = [e.action for e in service.history(POOL, "hot").events if e.id > reserved_id]
+        # A committed row is never swept.
+        assert not (committed and results["swept"]), (kind, results, actions)
+        assert not ("commit" in actions and "expire" in actions), (kind, results, actions)
+        rows = {a.subdomain: a for a in service.list_pool(POOL).allocations}
+        if kind != "free":  # no release in the race: a committed row is still there, active
+            assert ("hot" in rows) == committed, (kind, results, actions)
+            if committed:
+                assert rows["hot"].state == "active"
+        elif committed:  # the release came after the commit, and freed it
+            assert results["release"] in (200, 202) and "hot" not in rows, (kind, results, actions)
+        _assert_zone_matches_table(app, fake)
+        zone = fake.zone(POOL)
+        assert (tenant_records(zone, "hot") != {}) == ("hot" in rows and rows["hot"].state == "active")
+        outcomes[(kind, "committed" if committed else "swept" if results["swept"] else "other")] += 1
+
         # clean up whatever is left so the next round starts free
         app.test_client().delete(f"/api/v1/pool/{POOL}/release?sub=hot")
         _assert_zone_matches_table(app, fake)
-    assert statuses["200"] + statuses["202"] > 0  # the race was really run
+    # The forced rounds ran the race both ways, every time.
+    assert outcomes[("commit-holds-row", "committed")] == 4 and outcomes[("sweeper-first", "swept")] == 4, outcomes
 
 
 @pytest.mark.postgres
 def test_sweeper_never_deletes_a_committed_row(postgres_url, fake):
-    """The sweeper's DELETE waits for a commit holding the row and re-checks it."""
+    """The sweeper's DELETE waits for a commit holding the row and re-checks it. Ten
+    commits and five sweepers run while the service's clock lapses the reservations after
+    a random number of reads; the sweepers keep sweeping until the commits are done."""
     app = create_app(make_settings(postgres_url, fake))
     service = app.extensions["pdm"].service
-    service.reservation_ttl = 1
+    t0 = utcnow()
+    clock = Clock(t0)
+    service.clock = clock
+    service.reservation_ttl = 60
     client = app.test_client()
     tokens = [client.post(f"/api/v1/pool/{POOL}/reserve", json={"subdomain": f"n{i}"}).get_json()["reservationToken"]
               for i in range(10)]
-    # Expiry falls within the next second (second precision): land the race around it.
-    time.sleep(random.uniform(0.3, 1.0))
+    clock.set(t0 + timedelta(seconds=59))
+    clock.lapse_after(random.randint(0, 20), t0 + timedelta(seconds=60))
     results = {}
 
     def commit(i):
         results[i] = app.test_client().post(f"/api/v1/pool/{POOL}/commit", json={
             "subdomain": f"n{i}", "reservationToken": tokens[i], "loadBalancerIP": LB}).status_code
 
+    def sweep():
+        for _ in range(100):
+            if not any(t.is_alive() for t in threads):
+                break
+            service.sweep()
+
     threads = [threading.Thread(target=commit, args=(i,)) for i in range(10)]
-    sweeps = [threading.Thread(target=service.sweep) for _ in range(5)]
+    sweeps = [threading.Thread(target=sweep) for _ in range(5)]
     for t in threads + sweeps:
         t.start()
     for t in threads + sweeps:

@@ -11,7 +11,7 @@ from functools import wraps
 from flask import Flask, current_app, g, request
 
 from .. import logs, metrics
-from ..auth import TokenBook
+from ..auth import Gate, TokenBook
 from .errors import ApiError
 
 log = logging.getLogger("pdm_app.access")
@@ -41,21 +41,21 @@ def caller_name() -> str:
     return caller.name if caller else ANONYMOUS
 
 
-def install(app: Flask, book: TokenBook, auth_enabled: bool) -> None:
+def install(app: Flask, book: TokenBook, auth_mode: str) -> None:
+    """``auth_mode`` is one of auth.AUTH_MODES (PDM_AUTH): see auth.Gate for the rules."""
+    gate = Gate(auth_mode, book)
+    log.info("%s", gate.describe(), extra={"auth_mode": auth_mode})
+
     @app.before_request
     def _begin():
         g.started = time.monotonic()
         rid = request.headers.get("X-Request-ID", "")
         g.request_id = rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex
         g.log_context = logs.request_id.set(g.request_id)
-        g.caller = book.identify(request.headers.get("Authorization"))
         needed = getattr(current_app.view_functions.get(request.endpoint), "required_role", None)
-        if needed is None or not auth_enabled:
-            return None
-        if g.caller is None:
-            raise ApiError("unauthorized", "a valid 'Authorization: Bearer <token>' header is required", 401)
-        if not g.caller.may(needed):
-            raise ApiError("forbidden", f"this needs the {needed} role; {g.caller.name} is a {g.caller.role}", 403)
+        g.caller, refusal = gate.admit(request.headers.get("Authorization"), needed)
+        if refusal is not None:
+            raise ApiError(refusal.code, refusal.detail, refusal.status)
         return None
 
     @app.after_request

@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask, jsonify
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from ..domain import DomainError
@@ -47,6 +48,13 @@ def register_error_handlers(app: Flask) -> None:
         # Connection-level failures: the client may retry; never echo the DSN.
         log.error("database unavailable: %s", type(err.orig).__name__ if err.orig else type(err).__name__)
         return error_response(503, "database-unavailable", "the database cannot be reached; try again")
+
+    @app.errorhandler(PoolTimeout)
+    def _pool_exhausted(_err: PoolTimeout):
+        # Every connection of this process is busy past the pool's (short) timeout: fail
+        # fast, the client may retry, rather than queue behind a stuck database.
+        log.error("database unavailable: no pooled connection free within the pool timeout")
+        return error_response(503, "database-unavailable", "no database connection is free; try again")
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):

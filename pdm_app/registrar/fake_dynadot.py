@@ -25,26 +25,39 @@ and body, for malformed answers).
 The exception is ``late``, what Dynadot does with a write the client gave up on: the
 request is held and dropped like ``timeout``, yet a ``set_dns2`` is applied
 ``late_seconds`` after it arrived, exactly as it would have been on time (an invalid one
-applies nothing), even across ``stop()``. ``wait_late_writes()`` waits for them. For
-``get_dns`` it is just ``timeout``.
+applies nothing), even across ``stop()``. ``wait_late_writes()`` waits for them,
+``land_late_writes()`` applies them now. For ``get_dns`` it is just ``timeout``.
+
+A request counts as in flight from its arrival until just before the last byte of its
+answer is sent (or it is dropped): a client that has its answer never finds its own call
+still counted. Tests wait on events, not on the clock: ``wait_in_flight(n)``, and
+``hold()`` / ``release()`` (every request waits, in flight, before it is carried out
+or before it is answered, until released), ``wait_held(n)``.
+
+``state_path``: the zone is kept in a JSON file, loaded by ``load_state()`` and written
+(atomically: a temporary file, then a rename) after every successful ``set_dns2``, so a
+local run that restarts finds the zone its database expects.
 
 Run ``python -m pdm_app.registrar.fake_dynadot --port 8081 --key dev-key --domains
-omani.works,openova.io`` for local development.
+omani.works,openova.io --state .local/fake-dynadot.json`` for local development.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import socket
 import struct
 import sys
 import threading
+import tempfile
 import time
 from copy import deepcopy
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -92,14 +105,18 @@ class _ApiError(Exception):
 class FakeDynadot:
     """``FakeDynadot(api_key).start()``; ``.url``, ``.seed()``, ``.zone()``, ``.calls``,
     ``.inject()``, ``.latency`` (before a request is carried out), ``.answer_delay`` (after
-    it, so a read arrives stale), ``.hang_seconds``, ``.late_seconds``, ``.max_in_flight``,
-    ``.wait_late_writes()``; ``stop()`` refuses connections until the next ``start()``
-    (same port, same state)."""
+    it, so a read arrives stale), ``.hang_seconds``, ``.late_seconds``, ``.in_flight``,
+    ``.max_in_flight``, ``.wait_in_flight()``, ``.wait_idle()``, ``.hold()`` / ``.release()``,
+    ``.held``, ``.wait_held()``,
+    ``.wait_late_writes()``, ``.land_late_writes()``; ``stop()`` refuses connections until
+    the next ``start()`` (same port, same state). ``state_path``: see ``load_state()``."""
 
-    def __init__(self, api_key: str = "test-key", host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, api_key: str = "test-key", host: str = "127.0.0.1", port: int = 0,
+                 state_path: str | os.PathLike[str] | None = None):
         self.api_key = api_key
         self.host = host
         self.port = port
+        self.state_path = Path(state_path) if state_path is not None else None
         self.hang_seconds: float = 30.0
         self.late_seconds: float = 1.0
         self.latency: float = 0.0
@@ -107,10 +124,16 @@ class FakeDynadot:
         self.max_in_flight = 0
         self._in_flight = 0
         self._lock = threading.Lock()
+        # Notified whenever the in-flight count or the hold changes (and on stop()).
+        self._changed = threading.Condition(self._lock)
+        self._holding: str | None = None  # None, "request" or "answer" (hold())
+        self._held = 0
+        self._save_lock = threading.Lock()
         self._domains: dict[str, _Domain] = {}
         self._calls: list[tuple[str, dict[str, str]]] = []
         self._faults: list[_Fault] = []
         self._late_pending = 0
+        self._late_writes: list[tuple[threading.Timer, Any]] = []
         self._late_done = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -142,7 +165,9 @@ class FakeDynadot:
         server, self._server = self._server, None
         if server is None:
             return
-        self._stopping.set()  # wakes requests held by "timeout" or latency
+        self._stopping.set()  # wakes requests held by "timeout", latency or hold()
+        with self._changed:
+            self._changed.notify_all()
         server.shutdown()
         server.server_close()
         if self._thread is not None:
@@ -175,6 +200,101 @@ class FakeDynadot:
         with self._lock:
             return self._domains[domain.strip().lower()].ns_type
 
+    def load_state(self) -> bool:
+        """Load the domains kept in ``state_path`` (they replace seeded ones of the same
+        name). False when there is no file yet; ValueError when it cannot be read."""
+        if self.state_path is None or not self.state_path.exists():
+            return False
+        try:
+            data = json.loads(self.state_path.read_text(encoding="utf-8"))
+            domains = {
+                name.strip().lower(): _Domain(
+                    [Record(r["host"], r["type"], r["value"], r.get("extra", "")) for r in d["records"]],
+                    None if d.get("ttl") is None else int(d["ttl"]),
+                    str(d.get("ns_type", "Dynadot DNS")),
+                )
+                for name, d in data["domains"].items()
+            }
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"cannot read the fake registrar's state {self.state_path}: {exc!r}") from None
+        with self._lock:
+            self._domains.update(domains)
+        return True
+
+    def save_state(self) -> None:
+        """Write every domain to ``state_path``: a temporary file beside it, then a rename,
+        so a reader (or a restart after a kill) never sees half a file."""
+        if self.state_path is None:
+            return
+        with self._save_lock:  # the newest snapshot is the one written last
+            with self._lock:
+                data = {"domains": {
+                    name: {"ttl": d.ttl, "ns_type": d.ns_type,
+                           "records": [{"host": r.host, "type": r.rtype, "value": r.value, "extra": r.extra}
+                                       for r in d.records]}
+                    for name, d in sorted(self._domains.items())
+                }}
+            folder = self.state_path.parent
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=self.state_path.name + ".", suffix=".tmp", dir=folder)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
+                    json.dump(data, out, indent=1)
+                    out.write("\n")
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, self.state_path)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+
+    @property
+    def in_flight(self) -> int:
+        """Requests arrived and not yet answered (or dropped)."""
+        with self._lock:
+            return self._in_flight
+
+    def wait_in_flight(self, count: int, timeout: float) -> bool:
+        """Wait until at least ``count`` requests are in flight."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._in_flight >= count, timeout)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request is in flight (a dropped one is counted out by its own
+        thread, which may run a moment after ``stop()`` returns)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._in_flight == 0, timeout)
+
+    def hold(self, stage: str = "request") -> None:
+        """From now on every request (one that meets no fault) waits, in flight, until
+        ``release()`` -- or ``stop()``, which drops it. ``stage="request"``: before it is
+        carried out (and before ``latency``); ``"answer"``: after, so the answer it
+        carries is stale by the time it arrives."""
+        if stage not in ("request", "answer"):
+            raise ValueError(f"stage must be 'request' or 'answer', not {stage!r}")
+        with self._changed:
+            self._holding = stage
+
+    def release(self) -> None:
+        """Let held requests (and later ones) go on."""
+        with self._changed:
+            self._holding = None
+            self._changed.notify_all()
+
+    @property
+    def held(self) -> int:
+        """Requests waiting on ``hold()`` right now."""
+        with self._lock:
+            return self._held
+
+    def wait_held(self, count: int, timeout: float) -> bool:
+        """Wait until at least ``count`` requests wait on ``hold()``."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._held >= count, timeout)
+
     @property
     def calls(self) -> list[tuple[str, dict[str, str]]]:
         with self._lock:
@@ -198,6 +318,14 @@ class FakeDynadot:
         """Wait until every write held by a ``late`` fault has been applied (or refused)."""
         with self._late_done:
             return self._late_done.wait_for(lambda: self._late_pending == 0, timeout)
+
+    def land_late_writes(self) -> None:
+        """Apply every write held by a ``late`` fault now, without waiting ``late_seconds``."""
+        with self._lock:
+            pending, self._late_writes = self._late_writes, []
+        for timer, apply in pending:
+            timer.cancel()
+            apply()  # runs once, whether or not the timer already fired
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -233,14 +361,61 @@ class FakeDynadot:
         return Handler
 
     def _serve(self, h: BaseHTTPRequestHandler) -> None:
-        with self._lock:
+        with self._changed:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            self._changed.notify_all()
+        h._pdm_counted = True  # type: ignore[attr-defined]
         try:
             self._serve_counted(h)
         finally:
-            with self._lock:
-                self._in_flight -= 1
+            self._done(h)
+
+    def _done(self, h: BaseHTTPRequestHandler) -> None:
+        """The request is no longer in flight: called right before the last byte of its
+        answer goes out (or it is dropped), so the client, which cannot send its next
+        request before that, never finds this one still counted. Once per request."""
+        if not getattr(h, "_pdm_counted", False):
+            return
+        h._pdm_counted = False  # type: ignore[attr-defined]
+        with self._changed:
+            self._in_flight -= 1
+            self._changed.notify_all()
+
+    def _wait_while_held(self, stage: str) -> bool:
+        """Wait while ``hold(stage)`` is on; False when ``stop()`` came first."""
+        with self._changed:
+            if self._holding != stage:
+                return not self._stopping.is_set()
+            self._held += 1
+            self._changed.notify_all()
+            try:
+                self._changed.wait_for(lambda: self._holding != stage or self._stopping.is_set())
+            finally:
+                self._held -= 1
+                self._changed.notify_all()
+            return not self._stopping.is_set()
+
+    def _delay_answer(self, seconds: float) -> bool:
+        """Hold a carried-out request's answer ``seconds`` (counted in ``held``, so a test
+        can wait for it); False when ``stop()`` came first."""
+        with self._changed:
+            self._held += 1
+            self._changed.notify_all()
+        try:
+            return not self._stopping.wait(seconds)
+        finally:
+            with self._changed:
+                self._held -= 1
+                self._changed.notify_all()
+
+    def _drop(self, h: BaseHTTPRequestHandler) -> None:
+        self._done(h)
+        _drop(h)
+
+    def _reset(self, h: BaseHTTPRequestHandler) -> None:
+        self._done(h)
+        _reset(h)
 
     def _serve_counted(self, h: BaseHTTPRequestHandler) -> None:
         arrived = time.monotonic()
@@ -250,8 +425,10 @@ class FakeDynadot:
         command = params.get("command", "")
         with self._lock:
             self._calls.append((command, dict(params)))
+        if not self._wait_while_held("request"):
+            return self._drop(h)
         if self.latency > 0 and self._stopping.wait(self.latency):
-            return _drop(h)
+            return self._drop(h)
         if split.path != "/api3.json":
             return self._send_json(h, 404, _error("Response", "not found"))
 
@@ -266,7 +443,7 @@ class FakeDynadot:
                     self._apply_late(arrived, pairs, params)
                 # Held inside _serve, so it counts as in flight until dropped.
                 self._stopping.wait(self.hang_seconds)
-                return _drop(h)
+                return self._drop(h)
             if fault.kind == "badjson":
                 return self._send(h, 200, b"<html>Service temporarily unavailable", "text/html")
             if fault.kind == "error":
@@ -274,13 +451,15 @@ class FakeDynadot:
             if fault.kind == "throttle":
                 return self._send_json(h, 200, _error("Response", THROTTLED))
             if fault.kind == "reset":
-                return _reset(h)
+                return self._reset(h)
             return self._send(h, fault.status, fault.body.encode(), "application/json")
 
         answer = self._run(command, pairs, params)
         # Done now, answered later: a read that is stale by the time it arrives.
-        if self.answer_delay > 0 and self._stopping.wait(self.answer_delay):
-            return _drop(h)
+        if not self._wait_while_held("answer"):
+            return self._drop(h)
+        if self.answer_delay > 0 and not self._delay_answer(self.answer_delay):
+            return self._drop(h)
         self._send_json(h, 200, answer)
 
     def _run(self, command: str, pairs: list[tuple[str, str]], params: dict[str, str]) -> dict[str, Any]:
@@ -301,30 +480,38 @@ class FakeDynadot:
 
     def _apply_late(self, arrived: float, pairs: list[tuple[str, str]], params: dict[str, str]) -> None:
         """Run this set_dns2 ``late_seconds`` after ``arrived``; its answer goes nowhere."""
+        once = threading.Lock()
+
         def apply() -> None:
+            if not once.acquire(blocking=False):
+                return  # already applied (land_late_writes() and the timer both ran it)
             try:
                 self._run("set_dns2", pairs, params)
             finally:
                 with self._late_done:
                     self._late_pending -= 1
+                    self._late_writes = [(t, a) for t, a in self._late_writes if a is not apply]
                     self._late_done.notify_all()
 
-        with self._lock:
-            self._late_pending += 1
         timer = threading.Timer(max(0.0, arrived + self.late_seconds - time.monotonic()), apply)
         timer.daemon = True
+        with self._lock:
+            self._late_pending += 1
+            self._late_writes.append((timer, apply))
         timer.start()
 
     def _send_json(self, h: BaseHTTPRequestHandler, status: int, payload: dict[str, Any]) -> None:
         self._send(h, status, json.dumps(payload).encode(), "application/json")
 
-    @staticmethod
-    def _send(h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str) -> None:
+    def _send(self, h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str) -> None:
         try:
             h.send_response(status)
             h.send_header("Content-Type", ctype)
             h.send_header("Content-Length", str(len(body)))
             h.end_headers()
+            # The client needs the body before it can send its next request: count this
+            # one out first (the headers may already be on their way).
+            self._done(h)
             h.wfile.write(body)
         except OSError:
             pass  # the client gave up
@@ -410,6 +597,10 @@ class FakeDynadot:
                 elif not append:
                     state.ttl = DEFAULT_TTL
                 state.ns_type = "Dynadot DNS"
+        try:
+            self.save_state()  # before the answer: a client that saw success finds it kept
+        except OSError as exc:
+            print(f"fake Dynadot: could not write {self.state_path}: {exc}", file=sys.stderr, flush=True)
         return {"SetDnsResponse": {"ResponseCode": 0, "Status": "success"}}
 
 
@@ -470,10 +661,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--key", default="dev-key", help="the API key the fake accepts")
     parser.add_argument("--domains", default="omani.works,openova.io", help="comma-separated domains to seed")
+    parser.add_argument("--state", metavar="FILE",
+                        help="keep the zones in this JSON file: loaded at start if present, written after "
+                             "every successful set_dns2 (domains it lacks are seeded)")
     args = parser.parse_args(argv)
-    fake = FakeDynadot(api_key=args.key, host=args.host, port=args.port)
+    fake = FakeDynadot(api_key=args.key, host=args.host, port=args.port, state_path=args.state)
     for domain in [d.strip().lower() for d in args.domains.split(",") if d.strip()]:
         fake.seed(domain, dev_zone(domain), ttl=300)
+    try:
+        loaded = fake.load_state()
+    except ValueError as err:
+        print(f"fake Dynadot: {err}; delete it to start with fresh zones", file=sys.stderr, flush=True)
+        return 2
+    if args.state:
+        fake.save_state()  # the file always holds what the fake serves
+        print(f"fake Dynadot: zones {'loaded from' if loaded else 'kept in'} {args.state}", flush=True)
     done = threading.Event()
     # Explicit handlers: a shell may start background jobs with SIGINT ignored.
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -143,3 +143,45 @@ emptyDir: {}
     - port: {{ $out.dns.port }}
       protocol: TCP
 {{- end }}
+
+{{/*
+The auth mode, PDM_AUTH: operators, tokens or disabled. `auth.enabled`, the earlier
+switch, wins when it is set: true = tokens, false = disabled.
+*/}}
+{{- define "pdm.authMode" -}}
+{{- $auth := .Values.auth -}}
+{{- $mode := "" -}}
+{{- if and (hasKey $auth "enabled") (not (kindIs "invalid" $auth.enabled)) -}}
+{{- $mode = ternary "tokens" "disabled" (eq (toString $auth.enabled) "true") -}}
+{{- else -}}
+{{- $mode = default "operators" $auth.mode | toString | lower -}}
+{{- end -}}
+{{- if not (has $mode (list "operators" "tokens" "disabled")) -}}
+{{- fail (printf "auth.mode=%q must be operators, tokens or disabled" $mode) -}}
+{{- end -}}
+{{- $mode -}}
+{{- end }}
+
+{{/* "true" when the tokens file is mounted: a secret is named and the mode is not disabled. */}}
+{{- define "pdm.tokensFile" -}}
+{{- if and .Values.auth.existingSecret (ne (include "pdm.authMode" .) "disabled") }}true{{ end -}}
+{{- end }}
+
+{{/*
+One `from` peer of the network policy for a caller: {enabled, namespace, namespaceLabels,
+podLabels}. Nothing when the caller is disabled.
+*/}}
+{{- define "pdm.ingressPeer" -}}
+{{- $caller := .caller -}}
+{{- if and $caller $caller.enabled }}
+{{- $ns := $caller.namespaceLabels | default (dict "kubernetes.io/metadata.name" (required (printf "networkPolicy.ingress.%s.namespace (or namespaceLabels) is required" .name) $caller.namespace)) }}
+- namespaceSelector:
+    matchLabels:
+      {{- toYaml $ns | nindent 6 }}
+  {{- with $caller.podLabels }}
+  podSelector:
+    matchLabels:
+      {{- toYaml . | nindent 6 }}
+  {{- end }}
+{{- end }}
+{{- end }}

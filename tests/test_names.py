@@ -1,0 +1,282 @@
+"""Names and addresses a tenant may have: ASCII labels only, valid IDNA 2008 A-labels
+that do not display as a reserved label, and a load-balancer address that is public
+unicast IPv4 (or in a lab's allowed ranges)."""
+from __future__ import annotations
+
+import ipaddress
+import sys
+
+import idna
+import pytest
+
+from conftest import POOL, make_settings
+from pdm_app import create_app, domain
+from pdm_app.config import ConfigError, load_settings, parse_ip_ranges
+from pdm_app.domain import DomainError
+
+PUBLIC_LB = "185.53.179.10"
+KELVIN = "\u212a"  # KELVIN SIGN: str.lower() makes it an ASCII "k"
+
+
+def a_label(ulabel: str) -> str:
+    return idna.encode(ulabel).decode("ascii")
+
+
+def refusal(fn, *args) -> DomainError:
+    with pytest.raises(DomainError) as caught:
+        fn(*args)
+    return caught.value
+
+
+# -- the pure rules -------------------------------------------------------------------
+
+def test_normalise_lower_cases_ascii_only():
+    assert domain.normalise("  AcMe\t") == "acme"
+    assert domain.normalise(None) == ""
+    # Not folded onto an ASCII name, not trimmed of Unicode spaces: left for validation.
+    assert domain.normalise(f"{KELVIN}afka") == f"{KELVIN}afka"
+    assert domain.normalise("acme\u00a0") == "acme\u00a0"
+    assert domain.normalise("\u3000acme") == "\u3000acme"
+
+
+def test_every_character_that_lower_cases_to_ascii_is_refused():
+    folding = [chr(c) for c in range(0x80, sys.maxunicode + 1)
+               if not 0xD800 <= c < 0xE000 and chr(c).lower().isascii()]
+    assert KELVIN in folding
+    for char in folding:
+        err = refusal(domain.validate_subdomain, domain.normalise(f"{char}afka"))
+        assert err.code == "invalid-format" and err.status == 422
+        assert f"U+{ord(char):04X}" in err.detail and "ASCII" in err.detail
+
+
+@pytest.mark.parametrize("sub", ["caf\u00e9", "acme\u00a0", "\u0430dmin", "acme\u2028"])
+def test_non_ascii_is_invalid_format(sub):
+    err = refusal(domain.validate_subdomain, domain.normalise(sub))
+    assert err.code == "invalid-format" and "xn--" in err.detail
+
+
+def test_label_rule_is_the_whole_string():
+    assert domain.is_valid_label("acme")
+    assert not domain.is_valid_label("acme\n")
+    assert refusal(domain.validate_subdomain, "acme\n").code == "invalid-format"
+
+
+@pytest.mark.parametrize("sub", [
+    "xn--caf-dma",  # café
+    "xn--e1afmkfd",  # пример
+    "xn--80ak6aa92e",  # аррӏе: looks like "apple", which is not reserved
+    "xn--mnchen-3ya",  # münchen
+])
+def test_valid_a_labels_pass(sub):
+    domain.validate_subdomain(sub)
+    assert not domain.is_reserved(sub)
+
+
+@pytest.mark.parametrize("sub, why", [
+    ("xn--zz", "Invalid A-label"),  # not Punycode
+    ("xn--ls8h", "U+1F4A9"),  # an emoji: DISALLOWED in IDNA 2008 (IDNA 2003 allowed it)
+    ("xn--a-ecp", "U+2488"),  # DIGIT ONE FULL STOP: DISALLOWED
+    ("xn--a", "U+0080"),
+    ("xn--ab-7tb", "combining"),  # U+0301 COMBINING ACUTE ACCENT at the start of the label
+])
+def test_invalid_a_labels_are_invalid_format(sub, why):
+    err = refusal(domain.validate_subdomain, sub)
+    assert err.code == "invalid-format" and "IDNA 2008" in err.detail and why in err.detail
+
+
+@pytest.mark.parametrize("ulabel, reserved", [
+    ("\u0430dmin", "admin"),  # Cyrillic а
+    ("v\u0430ult", "vault"),
+    ("\u0441\u043ens\u043ele", "console"),  # Cyrillic с, о, о
+    ("k8\u0455", "k8s"),  # Cyrillic ѕ
+    ("g\u0456tea", "gitea"),  # Ukrainian і
+    ("\u051d\u051d\u051d", "www"),  # Cyrillic ԝ
+    ("c\u0966nsole", "console"),  # DEVANAGARI DIGIT ZERO
+    ("\u0251pi", "api"),  # LATIN SMALL LETTER ALPHA
+])
+def test_a_label_displaying_as_a_reserved_label_is_reserved(ulabel, reserved):
+    sub = a_label(ulabel)
+    domain.validate_subdomain(sub)  # a well-formed A-label...
+    assert domain.reserved_lookalike(sub) == reserved  # ...that shows as a reserved one
+    assert domain.is_reserved(sub) and domain.is_reserved(sub.upper())
+
+
+def test_lookalike_is_only_about_a_labels():
+    assert domain.reserved_lookalike("admin") is None  # reserved itself, not a lookalike
+    assert domain.reserved_lookalike("acme") is None
+    assert domain.reserved_lookalike("xn--zz") is None  # invalid: refused as invalid-format first
+    assert domain.is_reserved("admin") and not domain.is_reserved("acme")
+
+
+# -- load-balancer addresses ------------------------------------------------------------
+
+REFUSED = [
+    ("0.0.0.0", "unspecified"),
+    ("127.0.0.1", "loopback"),
+    ("127.8.9.10", "loopback"),
+    ("10.0.0.1", "private"),
+    ("10.255.255.254", "private"),
+    ("192.168.1.10", "private"),
+    ("172.16.0.1", "private"),
+    ("172.31.255.1", "private"),
+    ("100.64.0.1", "not globally reachable"),
+    ("100.127.255.254", "not globally reachable"),
+    ("169.254.169.254", "link-local"),
+    ("169.254.1.1", "link-local"),
+    ("224.0.0.1", "multicast"),
+    ("239.255.255.250", "multicast"),
+    ("240.0.0.1", "reserved"),
+    ("255.255.255.255", "reserved"),
+    ("192.0.2.1", "private"),  # documentation ranges: not global either
+    ("198.51.100.7", "private"),
+    ("203.0.113.9", "private"),
+    ("198.18.0.1", "private"),  # benchmarking
+]
+
+
+@pytest.mark.parametrize("ip, why", REFUSED)
+def test_non_public_addresses_are_refused(ip, why):
+    err = refusal(domain.validate_ipv4, ip)
+    assert (err.code, err.status) == ("invalid-lb-ip", 422)
+    assert why in err.detail and ip in err.detail and "public IPv4" in err.detail
+
+
+@pytest.mark.parametrize("ip", [PUBLIC_LB, "8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "223.255.255.254"])
+def test_public_unicast_addresses_pass(ip):
+    domain.validate_ipv4(ip)
+
+
+def test_not_an_address_keeps_its_codes():
+    assert refusal(domain.validate_ipv4, "").code == "missing-lb-ip"
+    for bad in ("300.1.1.1", "2001:db8::1", "10.0.0", "010.0.0.1", " 8.8.8.8"):
+        err = refusal(domain.validate_ipv4, bad)
+        assert err.code == "invalid-lb-ip" and "not an IPv4 address" in err.detail
+
+
+def test_allowed_ranges_open_private_ranges_only():
+    lab = parse_ip_ranges("10.0.0.0/8, 100.64.0.0/10 192.0.2.0/24")
+    for ip in ("10.1.2.3", "100.64.0.1", "192.0.2.77"):
+        domain.validate_ipv4(ip, lab)
+    assert "private" in refusal(domain.validate_ipv4, "192.168.0.1", lab).detail
+    # whatever a lab allows, these are never published
+    everything = (ipaddress.IPv4Network("0.0.0.0/0"),)
+    for ip, why in REFUSED:
+        if why in ("unspecified", "loopback", "link-local", "multicast", "reserved"):
+            assert why in refusal(domain.validate_ipv4, ip, everything).detail
+        else:
+            domain.validate_ipv4(ip, everything)
+
+
+def test_allowed_ranges_setting():
+    env = {"DYNADOT_API_KEY": "k", "PDM_AUTH": "disabled"}
+    assert load_settings(env).lb_ip_allowed_ranges == ()
+    settings = load_settings({**env, "PDM_LB_IP_ALLOWED_RANGES": " 10.0.0.0/8,192.168.0.0/16  172.16.0.0/12 "})
+    assert settings.lb_ip_allowed_ranges == tuple(map(ipaddress.IPv4Network,
+                                                      ("10.0.0.0/8", "192.168.0.0/16", "172.16.0.0/12")))
+    for bad in ("10.0.0.1/8", "10.0.0.0/33", "2001:db8::/32", "lab", "127.0.0.0/8", "169.254.0.0/16",
+                "224.0.0.0/4", "240.0.0.0/4"):
+        with pytest.raises(ConfigError, match="PDM_LB_IP_ALLOWED_RANGES"):
+            load_settings({**env, "PDM_LB_IP_ALLOWED_RANGES": bad})
+
+
+# -- the endpoints, on both backends ------------------------------------------------------
+
+def _client(db_url, fake, **overrides):
+    app = create_app(make_settings(db_url, fake, **overrides))
+    yield app.test_client()
+    app.extensions["pdm"].jobs.stop()
+    app.extensions["pdm"].engine.dispose()
+
+
+@pytest.fixture
+def strict_client(db_url, fake):
+    """The production default: public addresses only (whatever the suite's default)."""
+    yield from _client(db_url, fake, lb_ip_allowed_ranges=())
+
+
+@pytest.fixture
+def lab_client(db_url, fake):
+    yield from _client(db_url, fake, lb_ip_allowed_ranges=parse_ip_ranges("10.0.0.0/8"))
+
+
+def check(client, sub, pool=POOL):
+    response = client.get(f"/api/v1/pool/{pool}/check", query_string={"sub": sub})
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def reserve(client, sub, pool=POOL):
+    return client.post(f"/api/v1/pool/{pool}/reserve", json={"subdomain": sub})
+
+
+def commit(client, sub, token, ip):
+    return client.post(f"/api/v1/pool/{POOL}/commit",
+                       json={"subdomain": sub, "reservationToken": token, "loadBalancerIP": ip})
+
+
+def assert_error(response, status, code):
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["error"] == code and isinstance(body["detail"], str) and body["detail"]
+    return body
+
+
+@pytest.mark.parametrize("sub", [f"{KELVIN}afka", f"{KELVIN}eycloak", "acme\u00a0", "\u3000acme", "caf\u00e9"])
+def test_non_ascii_names_are_refused(client, sub):
+    body = check(client, sub)
+    assert (body["available"], body["reason"]) == (False, "invalid-format")
+    assert "ASCII" in body["detail"] and "fqdn" not in body
+    assert "ASCII" in assert_error(reserve(client, sub), 422, "invalid-format")["detail"]
+    assert reserve(client, "kafka").status_code == 201  # the ASCII name was not taken by it
+    assert client.get(f"/api/v1/pool/{POOL}/list").get_json()["allocations"][0]["subdomain"] == "kafka"
+
+
+def test_non_ascii_pool_is_not_the_ascii_pool(client):
+    pool = POOL.replace("k", KELVIN)
+    assert check(client, "acme", pool=pool)["reason"] == "unsupported-pool"
+    assert_error(reserve(client, "acme", pool=pool), 422, "unsupported-pool")
+
+
+def test_invalid_a_label_is_invalid_format(client):
+    for sub in ("xn--ls8h", "xn--zz", "xn--a-ecp"):
+        body = check(client, sub)
+        assert (body["available"], body["reason"]) == (False, "invalid-format") and "IDNA" in body["detail"]
+        assert_error(reserve(client, sub), 422, "invalid-format")
+
+
+def test_a_label_shown_as_a_reserved_label_is_reserved(client):
+    for sub in ("xn--dmin-43d", a_label("g\u0456tea"), a_label("k8\u0455").upper()):
+        body = check(client, sub)
+        assert (body["available"], body["reason"]) == (False, "reserved")
+        assert_error(reserve(client, sub), 409, "reserved-name")
+    assert client.get(f"/api/v1/pool/{POOL}/list").get_json()["allocations"] == []
+
+
+def test_valid_a_label_is_a_name_like_any_other(client):
+    assert check(client, "xn--caf-dma") == {"available": True, "fqdn": f"xn--caf-dma.{POOL}"}
+    assert reserve(client, "XN--CAF-DMA").get_json()["subdomain"] == "xn--caf-dma"
+
+
+@pytest.mark.parametrize("ip, why", [pytest.param(ip, why, id=ip) for ip, why in REFUSED])
+def test_commit_refuses_non_public_addresses(strict_client, fake, ip, why):
+    token = reserve(strict_client, "acme").get_json()["reservationToken"]
+    body = assert_error(commit(strict_client, "acme", token, ip), 422, "invalid-lb-ip")
+    assert why in body["detail"] and ip in body["detail"]
+    assert check(strict_client, "acme")["reason"] == "reserved-state"  # still held, nothing published
+    assert all(command != "set_dns2" for command, _ in fake.calls)
+
+
+def test_commit_takes_a_public_address(strict_client, fake):
+    token = reserve(strict_client, "acme").get_json()["reservationToken"]
+    response = commit(strict_client, "acme", token, PUBLIC_LB)
+    assert response.status_code == 200 and response.get_json()["loadBalancerIP"] == PUBLIC_LB
+
+
+def test_lab_ranges_allow_private_addresses(lab_client):
+    token = reserve(lab_client, "acme").get_json()["reservationToken"]
+    assert "private" in assert_error(commit(lab_client, "acme", token, "192.168.1.1"), 422, "invalid-lb-ip")["detail"]
+    assert "link-local" in assert_error(commit(lab_client, "acme", token, "169.254.169.254"), 422,
+                                        "invalid-lb-ip")["detail"]
+    response = commit(lab_client, "acme", token, "10.20.30.40")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["loadBalancerIP"] == "10.20.30.40"
