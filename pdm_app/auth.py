@@ -108,8 +108,8 @@ class Refusal:
     detail: str
 
 
-_NEEDS_TOKEN = "a valid 'Authorization: Bearer <token>' header is required"
-_BAD_TOKEN = "the Authorization header does not carry a valid 'Bearer <token>'"
+_MISSING_HEADER_DETAIL = "a valid 'Authorization: Bearer <token>' header is required"
+_INVALID_HEADER_DETAIL = "the Authorization header does not carry a valid 'Bearer <token>'"
 
 
 class Gate:
@@ -131,13 +131,13 @@ class Gate:
             if authorization is not None:
                 # A header that is sent must be valid, in every mode: a misconfigured
                 # client is loud, never quietly anonymous.
-                return None, Refusal(401, "unauthorized", self._hint(_BAD_TOKEN, needed))
+                return None, Refusal(401, "unauthorized", self._hint(_INVALID_HEADER_DETAIL, needed))
             if self.mode == AUTH_OPERATORS:
                 if needed == CLIENT:
                     return None, None  # no header: anonymous
                 if self.operators_closed:
                     return None, Refusal(403, "forbidden", self._closed())
-            return None, Refusal(401, "unauthorized", self._hint(_NEEDS_TOKEN, needed))
+            return None, Refusal(401, "unauthorized", self._hint(_MISSING_HEADER_DETAIL, needed))
         if not caller.may(needed):
             if self.operators_closed:
                 return caller, Refusal(403, "forbidden", self._closed())

@@ -119,6 +119,15 @@ def test_metrics(app, client, fake):
     app.extensions["pdm"].jobs.stop()
 
 
+def test_invented_methods_add_no_series(client):
+    for method in ("FOOBAR", "BREW", "X" * 100):
+        assert client.open("/api/v1/reserved", method=method).status_code == 405
+    samples = _samples(client.get("/metrics").get_data(as_text=True))
+    methods = {k.split('method="')[1].split('"')[0] for k in samples if k.startswith("pdm_http_requests_total{")}
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+    assert samples['pdm_http_requests_total{endpoint="unmatched",method="other",status="405"}'] >= 3
+
+
 def test_metrics_while_the_database_is_down(fake, capsys):
     """The process metrics are still served (200); the database figures are left out and
     pdm_database_up says so."""

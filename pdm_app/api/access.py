@@ -20,6 +20,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Probes and scrapes are frequent and say nothing new: logged at debug.
 _QUIET = {"/healthz", "/readyz", "/metrics"}
 ANONYMOUS = "anonymous"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def requires(role: str):
@@ -67,8 +68,10 @@ def install(app: Flask, book: TokenBook, auth_mode: str) -> None:
             response.headers["WWW-Authenticate"] = 'Bearer realm="pool-domain-manager"'
         duration = time.monotonic() - g.get("started", time.monotonic())
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics.HTTP_REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
-        metrics.HTTP_LATENCY.labels(endpoint, request.method).observe(duration)
+        # Any method a client invents would add a series: label the known ones only.
+        method = request.method if request.method in _METHODS else "other"
+        metrics.HTTP_REQUESTS.labels(endpoint, method, str(response.status_code)).inc()
+        metrics.HTTP_LATENCY.labels(endpoint, method).observe(duration)
         log.log(
             logging.DEBUG if request.path in _QUIET else logging.INFO,
             "%s %s %s", request.method, request.path, response.status_code,
