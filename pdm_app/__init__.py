@@ -11,11 +11,13 @@ from sqlalchemy.orm import sessionmaker
 
 from .auth import TokenBook
 from .config import Settings, load_settings
+from .customer_registrars import build_registry
 from .db import make_engine, make_session_factory
 from .dns_sync import DnsPublisher
 from .jobs import JobRunner
-from .locks import DatabaseLock
+from .locks import DatabaseLock, per_key_lock
 from .logs import configure_logging
+from .nameserver_flips import NameserverService
 from .registrar import Registrar
 from .services import PoolService
 
@@ -34,6 +36,7 @@ class Pdm:
     registrar: Registrar
     publisher: DnsPublisher
     service: PoolService
+    nameservers: NameserverService
     jobs: JobRunner = field(init=False)
 
     def __post_init__(self):
@@ -81,7 +84,17 @@ def build(settings: Settings, registrar: Registrar | None = None) -> Pdm:
         history_retention=settings.history_retention,
         lb_ip_allowed_ranges=settings.lb_ip_allowed_ranges,
     )
-    return Pdm(settings, engine, session_factory, registrar, publisher, service)
+    nameservers = NameserverService(
+        build_registry(
+            settings.customer_registrar_urls,
+            namecheap_client_ip=settings.namecheap_client_ip,
+            ovh_endpoint=settings.ovh_endpoint,
+            # Dynadot serves one request at a time per key: one in flight deployment-wide.
+            dynadot_key_lock=per_key_lock(engine, "pdm-dynadot-customer"),
+        ),
+        session_factory,
+    )
+    return Pdm(settings, engine, session_factory, registrar, publisher, service, nameservers)
 
 
 def create_app(settings: Settings | None = None, registrar: Registrar | None = None) -> Flask:
@@ -92,11 +105,12 @@ def create_app(settings: Settings | None = None, registrar: Registrar | None = N
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["pdm"] = build(settings, registrar)
 
-    from .api import access, errors, health, openapi, pool
+    from .api import access, errors, health, openapi, pool, registrars
 
     access.install(app, TokenBook(settings.api_tokens), settings.effective_auth_mode)
     app.register_blueprint(health.bp)
     app.register_blueprint(pool.bp)
+    app.register_blueprint(registrars.bp)
     app.register_blueprint(openapi.bp)
     errors.register_error_handlers(app)
     if not settings.auth_enabled:

@@ -160,6 +160,12 @@ class Settings:
     # Non-public IPv4 ranges a commit's loadBalancerIP may still be in (a lab); empty:
     # public unicast addresses only (domain.validate_ipv4).
     lb_ip_allowed_ranges: tuple[ipaddress.IPv4Network, ...] = ()
+    # Customers' own registrars (bring your own domain). This service's egress IPv4
+    # address, which a customer allow-lists at Namecheap; OVH's API region; and the
+    # providers' API base URLs (tests point them at local fakes).
+    namecheap_client_ip: str | None = None
+    ovh_endpoint: str = "ovh-eu"
+    customer_registrar_urls: Mapping[str, str] = field(default_factory=dict)
     # Whether this process runs the background jobs (they elect one leader anyway).
     run_jobs: bool = True
     api_tokens: tuple[ApiToken, ...] = field(default=(), repr=False)
@@ -209,6 +215,42 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int
     if not low <= value <= high:
         raise ConfigError(f"{name}={raw!r} must be between {low} and {high}")
     return value
+
+
+# Where each customer registrar's API lives, when not at the provider's own address.
+CUSTOMER_REGISTRAR_URL_VARIABLES = {
+    "cloudflare": "PDM_CLOUDFLARE_API_URL",
+    "namecheap": "PDM_NAMECHEAP_API_URL",
+    "godaddy": "PDM_GODADDY_API_URL",
+    "dynadot": "PDM_DYNADOT_CUSTOMER_API_URL",
+    "ovh": "PDM_OVH_API_URL",
+}
+OVH_REGIONS = ("ovh-eu", "ovh-ca", "ovh-us")
+
+
+def _url(env: Mapping[str, str], name: str) -> str:
+    raw = env.get(name, "").strip()
+    if not re.match(r"^https?://[^\s/]+", raw):
+        raise ConfigError(f"{name}={raw!r} must be an http(s) URL")
+    return raw.rstrip("/")
+
+
+def _public_ipv4(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        address = ipaddress.IPv4Address(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} must be an IPv4 address (this service's egress address)") from None
+    return str(address)
+
+
+def _ovh_endpoint(env: Mapping[str, str]) -> str:
+    raw = env.get("PDM_OVH_ENDPOINT", "").strip().lower() or "ovh-eu"
+    if raw not in OVH_REGIONS:
+        raise ConfigError(f"PDM_OVH_ENDPOINT={raw!r} must be one of {', '.join(OVH_REGIONS)}")
+    return raw
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -277,6 +319,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dns_late_write_window=_duration(env, "PDM_DNS_LATE_WRITE_WINDOW", 180.0),
         history_retention=_duration(env, "PDM_HISTORY_RETENTION", 400 * 86400.0),
         lb_ip_allowed_ranges=_ip_ranges(env, "PDM_LB_IP_ALLOWED_RANGES"),
+        namecheap_client_ip=_public_ipv4(env, "PDM_NAMECHEAP_CLIENT_IP"),
+        ovh_endpoint=_ovh_endpoint(env),
+        customer_registrar_urls={
+            name: _url(env, variable) for name, variable in CUSTOMER_REGISTRAR_URL_VARIABLES.items()
+            if env.get(variable, "").strip()
+        },
         run_jobs=run_jobs in ("true", "1", "yes"),
         api_tokens=tokens,
         auth_mode=auth_mode,

@@ -35,10 +35,12 @@ class DomainError(Exception):
 
     status = 400
 
-    def __init__(self, code: str, detail: str, status: int | None = None):
+    def __init__(self, code: str, detail: str, status: int | None = None, **extra):
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        # More fields of the error body (the registrar routes add registrar and domain).
+        self.extra = extra
         if status is not None:
             self.status = status
 

@@ -6,6 +6,7 @@ with the process (or its connection) and never outlives a crash. SQLite (one nod
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -167,3 +168,21 @@ class DatabaseLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def per_key_lock(engine: Engine, prefix: str):
+    """``lock(secret, timeout)``: a context manager holding a deployment-wide lock named
+    after a hash of ``secret`` (never the secret); TimeoutError when it cannot be had in
+    ``timeout`` seconds. One call in flight per customer API key."""
+
+    @contextlib.contextmanager
+    def lock(secret: str, timeout: float):
+        held = DatabaseLock(engine, f"{prefix}-{hashlib.sha256(secret.encode()).hexdigest()[:32]}")
+        if not held.acquire(timeout=max(timeout, 0)):
+            raise TimeoutError(f"{prefix}: busy")
+        try:
+            yield
+        finally:
+            held.release()
+
+    return lock

@@ -13,7 +13,7 @@ import threading
 from urllib.parse import quote, quote_plus
 
 # ``key=...`` in any URL-ish text, whether or not the key was registered.
-_KEY_IN_URL = re.compile(r"(?i)([?&;]key=)[^&\s'\"<>)]+")
+_KEY_IN_URL = re.compile(r"(?i)([?&;](?:api)?key=)[^&\s'\"<>)]+")
 
 # Raw and URL-encoded forms. Never removed: a key once used stays secret.
 _SECRETS: set[str] = set()

@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from pdm_app import create_app
-from pdm_app.config import Settings, normalise_database_url, parse_ip_ranges
+from pdm_app.config import CUSTOMER_REGISTRAR_URL_VARIABLES, Settings, normalise_database_url, parse_ip_ranges
 from pdm_app.registrar import Record
 from pdm_app.registrar.fake_dynadot import FakeDynadot
 
@@ -36,6 +36,8 @@ POOL = "omantel.omani.works"
 POOLS = ("omani.works", "omantel.omani.works", "openova.io")
 API_KEY = "test-key-" + uuid.uuid4().hex
 API_SECRET = "test-secret-" + uuid.uuid4().hex
+
+NOWHERE = "http://127.0.0.1:9"  # the discard port: connection refused
 
 # What every pool zone holds before a test: records the service must never disturb.
 BASE_RECORDS = [
@@ -167,6 +169,9 @@ def make_settings(db_url: str, fake: FakeDynadot, **overrides) -> Settings:
         auth_enabled=False,  # the drop-in mode; tests/test_auth.py covers tokens
         # The tests' load balancers live in the documentation ranges (RFC 5737).
         lb_ip_allowed_ranges=parse_ip_ranges("192.0.2.0/24 198.51.100.0/24 203.0.113.0/24"),
+        # Customers' registrars: never the providers themselves from a test (nothing
+        # listens there; tests that need one start its fake).
+        customer_registrar_urls={name: NOWHERE for name in CUSTOMER_REGISTRAR_URL_VARIABLES},
     )
     return replace(base, **overrides)
 
@@ -280,6 +285,7 @@ class Gunicorn:
             "GUNICORN_WORKERS": "2",
             "PDM_AUTH": "disabled",
             "PDM_LB_IP_ALLOWED_RANGES": "192.0.2.0/24,198.51.100.0/24,203.0.113.0/24",  # RFC 5737
+            **{variable: NOWHERE for variable in CUSTOMER_REGISTRAR_URL_VARIABLES.values()},
             **env,
         }
         self.proc = None

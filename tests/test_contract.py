@@ -47,7 +47,8 @@ def assert_error(response, status, code):
 def test_healthz(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "managedDomains": sorted(POOLS)}
+    assert response.get_json() == {"status": "ok", "managedDomains": sorted(POOLS),
+                                   "registrars": ["cloudflare", "dynadot", "godaddy", "namecheap", "ovh"]}
 
 
 def test_healthz_database_down(fake):

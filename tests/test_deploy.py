@@ -312,6 +312,11 @@ def test_every_setting_is_rendered(default):
     # resync off: it must render as the string "0", not vanish as a falsy value.
     off = Rendered(helm.parse_set_string("config.dnsResyncInterval=0"))
     assert off.one("ConfigMap")["data"]["PDM_DNS_RESYNC_INTERVAL"] == "0"
+    # Customers' registrars: OVH's region always, Namecheap's allow-listed address once known.
+    assert env["PDM_OVH_ENDPOINT"]["value"] == "ovh-eu" and "PDM_NAMECHEAP_CLIENT_IP" not in env
+    named = Rendered({"customerRegistrars": {"namecheapClientIp": "203.0.113.10", "ovhEndpoint": "ovh-ca"}})
+    assert named.one("ConfigMap")["data"]["PDM_NAMECHEAP_CLIENT_IP"] == "203.0.113.10"
+    assert named.one("ConfigMap")["data"]["PDM_OVH_ENDPOINT"] == "ovh-ca"
     # Public load-balancer addresses only, unless a lab names its ranges.
     assert "PDM_LB_IP_ALLOWED_RANGES" not in env
     lab = Rendered({"config": {"lbIpAllowedRanges": "10.0.0.0/8,192.168.0.0/16"}})

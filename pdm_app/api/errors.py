@@ -27,8 +27,8 @@ _HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, detail: str):
-    response = jsonify(error=code, detail=detail)
+def error_response(status: int, code: str, detail: str, **extra):
+    response = jsonify(error=code, detail=detail, **extra)
     response.status_code = status
     return response
 
@@ -36,7 +36,7 @@ def error_response(status: int, code: str, detail: str):
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain(err: DomainError):
-        return error_response(err.status, err.code, err.detail)
+        return error_response(err.status, err.code, err.detail, **err.extra)
 
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException):

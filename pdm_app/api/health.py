@@ -26,7 +26,8 @@ def healthz():
         log.warning("health check: database unreachable (%s)", type(exc).__name__)
         return jsonify(status="unhealthy", error="database-unreachable",
                        detail="the database cannot be reached"), 503
-    return jsonify(schemas.HealthSchema().dump({"status": "ok", "managedDomains": sorted(pdm.settings.managed_domains)}))
+    return jsonify(schemas.HealthSchema().dump({"status": "ok", "managedDomains": sorted(pdm.settings.managed_domains),
+                                                "registrars": pdm.nameservers.supported()}))
 
 
 def schema_is_current(revision: str | None) -> bool:

@@ -17,7 +17,7 @@ ERRORS = {
     400: "The body is not a JSON object, or a field has the wrong type",
     401: "No valid bearer token",
     403: "The token's role may not do this",
-    404: "No such allocation",
+    404: "No such allocation (or registrar)",
     409: "The name is taken, reserved, already active, or the pool is full",
     410: "The reservation has expired",
     413: "The body is larger than 16 KiB",
@@ -29,7 +29,24 @@ QUERY = {
     "sub": ({"type": "string"}, "The subdomain"),
     "limit": ({"type": "integer", "minimum": 1, "maximum": 1000}, "At most this many events (default 500)"),
     "before": ({"type": "integer", "minimum": 1}, "Events older than this id (the previous page's nextBefore)"),
+    "domain": ({"type": "string"}, "Only the events of this domain"),
 }
+PATH_PARAMETERS = {"domain": "The pool domain", "registrar": "cloudflare, dynadot, godaddy, namecheap or ovh"}
+REGISTRAR = "/api/v1/registrar/{registrar}"
+# What the registrar routes answer besides 200 (the body carries registrar and domain).
+REGISTRAR_ERRORS = (
+    (400, "invalid-body: not a JSON object, or a field of the wrong type"),
+    (401, "invalid-token: the provider refused the credentials, or they have the wrong shape; or no valid "
+          "bearer token"),
+    (403, "domain-not-in-account, or account-not-entitled (the account may not use the API)"),
+    (404, "unsupported-registrar (with the supported list)"),
+    (413, "The body is larger than 16 KiB"),
+    (422, "missing-domain, missing-token, missing-nameservers, invalid-domain, invalid-nameservers, or an "
+          "operation the provider does not offer"),
+    (429, "rate-limited by the provider (retryAfter, when it says)"),
+    (502, "api-unavailable, or registrar-error: the provider failed or refused"),
+    (503, "no registrars configured, or the database cannot be reached"),
+)
 # (path, method, summary, request schema, {status: (description, schema)}, error statuses, query params, auth)
 OPERATIONS = [
     ("/healthz", "get", "Liveness: the database answers", None,
@@ -62,6 +79,17 @@ OPERATIONS = [
     (f"{POOL}/drift", "get", "One read of the zone compared with the table, per name (operators)", None,
      {200: ("What the zone lacks, holds wrongly or holds over", schemas.DriftSchema)},
      (401, 403, 422, 502, 503), (), True),
+    (f"{REGISTRAR}/validate", "post", "Check a customer's registrar credentials and that the domain is theirs",
+     schemas.ValidateRequest, {200: ("Valid", schemas.ValidatedSchema)}, REGISTRAR_ERRORS, (), True),
+    (f"{REGISTRAR}/set-ns", "post", "Delegate a customer's domain to these nameservers at their registrar",
+     schemas.SetNsRequest, {200: ("Asked of the provider; readBack and matches say what it reports now",
+                                  schemas.FlippedSchema)}, REGISTRAR_ERRORS, (), True),
+    (f"{REGISTRAR}/history", "get", "Every validate and flip made through this registrar (operators)", None,
+     {200: ("Events, newest first", schemas.RegistrarHistorySchema)},
+     ((400, "invalid-request: a query parameter of the wrong type or range"), (401, "No valid bearer token"),
+      (403, "The token's role may not do this"), (404, "unsupported-registrar (with the supported list)"),
+      (503, "The database cannot be reached")),
+     ("domain", "limit", "before"), True),
 ]
 
 
@@ -88,12 +116,14 @@ def build_spec() -> dict:
     plugin.converter.add_attribute_function(_timestamp_properties)
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.schema("Error", schema=schemas.ErrorSchema)
+    spec.components.schema("RegistrarError", schema=schemas.RegistrarErrorSchema)
     for path, method, summary, request_schema, answers, errors, query, auth in OPERATIONS:
         operation: dict = {"summary": summary, "responses": {}}
         parameters = []
-        if "{domain}" in path:
-            parameters.append({"in": "path", "name": "domain", "required": True, "schema": {"type": "string"},
-                               "description": "The pool domain"})
+        for name, description in PATH_PARAMETERS.items():
+            if f"{{{name}}}" in path:
+                parameters.append({"in": "path", "name": name, "required": True, "schema": {"type": "string"},
+                                   "description": description})
         for name in query:
             # Never required: /check answers 200 invalid-format without it, release reads
             # the body first.
@@ -109,8 +139,13 @@ def build_spec() -> dict:
             operation["responses"][str(status)] = {"description": description,
                                                    "content": {"application/json": {"schema": schema}}}
         for status in errors:
-            operation["responses"][str(status)] = {"description": ERRORS[status],
-                                                   "content": {"application/json": {"schema": "Error"}}}
+            if isinstance(status, tuple):  # (status, description): the registrar routes' own
+                status, description = status
+                schema = "RegistrarError"
+            else:
+                description, schema = ERRORS[status], "Error"
+            operation["responses"][str(status)] = {"description": description,
+                                                   "content": {"application/json": {"schema": schema}}}
         if auth:
             operation["security"] = [{"bearer": []}]
             operation["responses"]["default"] = {"description": "Any other error (unknown path, method)",

@@ -189,10 +189,15 @@ class HistorySchema(Answer):
     nextBefore = fields.Integer(attribute="next_before")
 
 
-class HistoryQuery(Request):
-    sub = fields.String(load_default=None)
+class PageQuery(Request):
+    """``?limit=&before=``: a page of events, newest first."""
+
     limit = fields.Integer(load_default=500, validate=validate.Range(min=1, max=1000), strict=False)
     before = fields.Integer(load_default=None, validate=validate.Range(min=1, max=2**62))
+
+
+class HistoryQuery(PageQuery):
+    sub = fields.String(load_default=None)
 
 
 class CommitPendingSchema(Answer):
@@ -218,6 +223,68 @@ class ReleasePendingSchema(Schema):
 class HealthSchema(Schema):
     status = fields.String()
     managedDomains = fields.List(fields.String())
+    # The customers' registrars this service can validate and flip.
+    registrars = fields.List(fields.String())
+
+
+# -- a customer's own domain at their registrar -------------------------------------------
+
+
+class ValidateRequest(Request):
+    domain = fields.String(load_default="")
+    token = fields.String(load_default="")
+
+
+class SetNsRequest(ValidateRequest):
+    nameservers = fields.List(fields.String(), load_default=list)
+
+
+class ValidatedSchema(Schema):
+    valid = fields.Boolean()
+    registrar = fields.String()
+    domain = fields.String()
+
+
+class FlippedSchema(Schema):
+    success = fields.Constant(True)
+    registrar = fields.String()
+    domain = fields.String()
+    # The provider's list after the change (the requested one if it could not be read).
+    nameservers = fields.List(fields.String())
+    propagation = fields.String()
+    requested = fields.List(fields.String())
+    readBack = fields.List(fields.String(), attribute="read_back", allow_none=True)
+    # Whether the list read back is the requested one (null: it could not be read).
+    matches = fields.Boolean(allow_none=True)
+    # False when the provider already had exactly this list: nothing was written.
+    written = fields.Boolean()
+    appliesLater = fields.Boolean(attribute="applies_later")
+    note = fields.String(allow_none=True)
+
+
+class RegistrarErrorSchema(ErrorSchema):
+    registrar = fields.String()
+    domain = fields.String()
+    supported = fields.List(fields.String())
+    retryAfter = fields.Integer()
+
+
+class RegistrarHistoryQuery(PageQuery):
+    domain = fields.String(load_default=None)
+
+
+class RegistrarEventSchema(Answer):
+    id = fields.Integer()
+    domain = fields.String(attribute="subdomain")
+    action = fields.String()
+    caller = fields.String()
+    at = Timestamp()
+    detail = fields.String()
+
+
+class RegistrarHistorySchema(Schema):
+    registrar = fields.String()
+    events = fields.List(fields.Nested(RegistrarEventSchema))
 
 
 class ReadySchema(Schema):

@@ -48,19 +48,18 @@ import json
 import os
 import re
 import signal
-import socket
-import struct
 import sys
 import threading
 import tempfile
 import time
 from copy import deepcopy
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from ..fake_server import FakeServer, drop, reset
 from .zone import Record, Zone
 
 FAULTS = ("http500", "timeout", "badjson", "error", "throttle", "reset", "raw", "late")
@@ -102,7 +101,7 @@ class _ApiError(Exception):
     pass
 
 
-class FakeDynadot:
+class FakeDynadot(FakeServer):
     """``FakeDynadot(api_key).start()``; ``.url``, ``.seed()``, ``.zone()``, ``.calls``,
     ``.inject()``, ``.latency`` (before a request is carried out), ``.answer_delay`` (after
     it, so a read arrives stale), ``.hang_seconds``, ``.late_seconds``, ``.in_flight``,
@@ -113,9 +112,8 @@ class FakeDynadot:
 
     def __init__(self, api_key: str = "test-key", host: str = "127.0.0.1", port: int = 0,
                  state_path: str | os.PathLike[str] | None = None):
+        super().__init__(host, port)
         self.api_key = api_key
-        self.host = host
-        self.port = port
         self.state_path = Path(state_path) if state_path is not None else None
         self.hang_seconds: float = 30.0
         self.late_seconds: float = 1.0
@@ -123,7 +121,6 @@ class FakeDynadot:
         self.answer_delay: float = 0.0
         self.max_in_flight = 0
         self._in_flight = 0
-        self._lock = threading.Lock()
         # Notified whenever the in-flight count or the hold changes (and on stop()).
         self._changed = threading.Condition(self._lock)
         self._holding: str | None = None  # None, "request" or "answer" (hold())
@@ -135,50 +132,17 @@ class FakeDynadot:
         self._late_pending = 0
         self._late_writes: list[tuple[threading.Timer, Any]] = []
         self._late_done = threading.Condition(self._lock)
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle --------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}/api3.json"
-
-    def start(self) -> "FakeDynadot":
-        """Listen (again, on the same port after a ``stop()``) and serve in a thread."""
-        if self._server is not None:
-            return self
-        self._stopping.clear()
-        server = ThreadingHTTPServer((self.host, self.port), self._handler_class())
-        server.daemon_threads = True
-        server.block_on_close = False  # stop() must not wait for a hung request
-        self.port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"fake-dynadot:{self.port}", daemon=True)
-        self._thread.start()
-        return self
+    server_name = "fake-dynadot"
+    api_path = "/api3.json"
 
     def stop(self) -> None:
         """Stop listening: further connections are refused. State and faults persist."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()  # wakes requests held by "timeout", latency or hold()
-        with self._changed:
-            self._changed.notify_all()
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> "FakeDynadot":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        if self._server is not None:
+            self._stopping.set()  # wakes requests held by "timeout", latency or hold()
+            with self._changed:
+                self._changed.notify_all()
+        super().stop()
 
     # -- state ------------------------------------------------------------------------
 
@@ -341,26 +305,9 @@ class FakeDynadot:
 
     # -- HTTP -------------------------------------------------------------------------
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "FakeDynadot/1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # the request line carries the key: never print it
-
-            def do_GET(self) -> None:
-                fake._serve(self)
-
-            def _not_allowed(self) -> None:
-                fake._send_json(self, 405, _error("Response", "only GET is supported"))
-
-            do_POST = do_PUT = do_DELETE = do_PATCH = _not_allowed
-
-        return Handler
-
-    def _serve(self, h: BaseHTTPRequestHandler) -> None:
+    def _serve(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        if method != "GET":
+            return self._send_json(h, 405, _error("Response", "only GET is supported"))
         with self._changed:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
@@ -411,11 +358,11 @@ class FakeDynadot:
 
     def _drop(self, h: BaseHTTPRequestHandler) -> None:
         self._done(h)
-        _drop(h)
+        drop(h)
 
     def _reset(self, h: BaseHTTPRequestHandler) -> None:
         self._done(h)
-        _reset(h)
+        reset(h)
 
     def _serve_counted(self, h: BaseHTTPRequestHandler) -> None:
         arrived = time.monotonic()
@@ -625,24 +572,6 @@ def _shown(record: Record) -> dict[str, str]:
 
 def _error(envelope: str, message: str) -> dict[str, Any]:
     return {envelope: {"ResponseCode": "-1", "Status": "error", "Error": message}}
-
-
-def _drop(h: BaseHTTPRequestHandler) -> None:
-    h.close_connection = True
-    try:
-        h.connection.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-def _reset(h: BaseHTTPRequestHandler) -> None:
-    """Close with an RST and no answer."""
-    h.close_connection = True
-    try:
-        h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        h.connection.close()
-    except OSError:
-        pass
 
 
 def dev_zone(domain: str) -> list[Record]:

@@ -1,0 +1,125 @@
+"""What every fake provider API shares: a real HTTP server on loopback, in a daemon
+thread, so the adapters' whole stack (requests, urllib3, sockets, timeouts) is exercised.
+
+A fake subclasses ``FakeServer``, names itself (``server_name``), may give the path its
+API lives under (``api_path``), and implements ``_serve(handler, method)``. ``stop()``
+refuses connections until the next ``start()`` on the same port; the fake's state and
+faults persist, and requests held by a fault are woken (``_stopping``).
+"""
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
+
+Self = TypeVar("Self", bound="FakeServer")
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+class FakeServer:
+    server_name = "fake"
+    api_path = ""
+    # How soon stop() is noticed by the serving thread.
+    poll_interval = 0.01
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self.host = host
+        self.port = port
+        # Guards the fake's state; the HTTP threads and the test share it.
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}{self.api_path}"
+
+    def start(self: Self) -> Self:
+        """Listen (again, on the same port after a ``stop()``) and serve in a thread."""
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        server = ThreadingHTTPServer((self.host, self.port), self._handler_class())
+        server.daemon_threads = True
+        server.block_on_close = False  # stop() must not wait for a hung request
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever,
+                                        kwargs={"poll_interval": self.poll_interval},
+                                        name=f"{self.server_name}:{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening: further connections are refused. State and faults persist."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()  # wakes requests held by a fault or a delay
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self: Self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        raise NotImplementedError
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = f"{fake.server_name}/1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # request lines may carry credentials: never print them
+
+        for method in METHODS:
+            setattr(Handler, f"do_{method}", lambda h, m=method: fake._serve(h, m))
+        return Handler
+
+
+def drop(handler: BaseHTTPRequestHandler) -> None:
+    """Close the connection without an answer."""
+    handler.close_connection = True
+    try:
+        handler.connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def reset(handler: BaseHTTPRequestHandler) -> None:
+    """Close with an RST and no answer."""
+    handler.close_connection = True
+    try:
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        handler.connection.close()
+    except OSError:
+        pass
+
+
+def send(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str | None,
+         headers: dict[str, str] | None = None) -> None:
+    """One whole answer (``content_type`` None: none, as for a 204); a client that gave up
+    meanwhile is no error."""
+    try:
+        handler.send_response(status)
+        if content_type is not None:
+            handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(body)
+    except OSError:
+        pass
