@@ -8,9 +8,11 @@ faults persist, and requests held by a fault are woken (``_stopping``).
 """
 from __future__ import annotations
 
+import signal
 import socket
 import struct
 import threading
+from copy import deepcopy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
@@ -33,6 +35,10 @@ class FakeServer:
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # Every request as the fake records it, and the faults still to inject (each with
+        # ``times`` left and the ``route`` it applies to, None for any).
+        self._calls: list[Any] = []
+        self._faults: list[Any] = []
 
     @property
     def url(self) -> str:
@@ -71,6 +77,28 @@ class FakeServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    @property
+    def calls(self) -> list[Any]:
+        with self._lock:
+            return deepcopy(self._calls)
+
+    def reset_calls(self) -> None:
+        with self._lock:
+            self._calls.clear()
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _take_fault(self, route: str | None) -> Any:
+        """The next fault for ``route`` (one use of it), or None."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.times > 0 and fault.route in (None, route):
+                    fault.times -= 1
+                    return fault
+        return None
 
     def _serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         raise NotImplementedError
@@ -123,3 +151,19 @@ def send(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type
         handler.wfile.write(body)
     except OSError:
         pass
+
+
+def serve_until_signalled(fake: FakeServer, name: str, about: str = "") -> int:
+    """Run ``fake`` in the foreground (for local development) until SIGINT or SIGTERM."""
+    done = threading.Event()
+    # Explicit handlers: a shell may start background jobs with SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: done.set())
+    fake.start()
+    print(f"{name} listening on {fake.url}{about}; Ctrl-C to stop", flush=True)
+    try:
+        while not done.wait(0.5):
+            pass
+    finally:
+        fake.stop()
+    return 0

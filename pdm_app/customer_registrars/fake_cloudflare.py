@@ -153,8 +153,6 @@ class FakeCloudflare(FakeServer):
         self._accounts: dict[str, str] = {}  # name -> id
         self._tokens: dict[str, _Token] = {}
         self._zones: dict[str, _Zone] = {}  # id -> zone
-        self._calls: list[Call] = []
-        self._faults: list[_Fault] = []
 
     # -- state ------------------------------------------------------------------------
 
@@ -213,15 +211,6 @@ class FakeCloudflare(FakeServer):
                 z for z in self._zones.values() if z.name == name_or_id.strip().lower())
             return self._shown(zone)
 
-    @property
-    def calls(self) -> list[Call]:
-        with self._lock:
-            return list(self._calls)
-
-    def reset_calls(self) -> None:
-        with self._lock:
-            self._calls.clear()
-
     def inject(self, fault: str, times: int = 1, route: str | None = None, *, status: int | None = None,
                code: int | None = None, message: str | None = None, body: str = "",
                headers: dict[str, str] | None = None, retry_after: str | None = "300") -> None:
@@ -233,10 +222,6 @@ class FakeCloudflare(FakeServer):
         with self._lock:
             self._faults.append(_Fault(fault, times, route, status, code, message, body,
                                        dict(headers or {}), retry_after))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
 
     def _take_fault(self, route: str | None, late: bool) -> _Fault | None:
         with self._lock:

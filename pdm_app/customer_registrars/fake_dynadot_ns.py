@@ -134,8 +134,6 @@ class FakeDynadot(FakeServer):
         self.refused_concurrent = 0
         self._changed = threading.Condition(self._lock)
         self._accounts: dict[str, _Account] = {}
-        self._calls: list[Request] = []
-        self._faults: list[_Fault] = []
         self._in_flight = 0
         self._in_flight_by_key: dict[str, int] = {}
         self._holding = False
@@ -189,17 +187,12 @@ class FakeDynadot(FakeServer):
         with self._lock:
             return self._accounts[key].domains[domain].ns_type
 
-    @property
-    def calls(self) -> list[Request]:
-        with self._lock:
-            return list(self._calls)
-
     def commands(self) -> list[str]:
         return [c.command for c in self.calls]
 
     def reset_calls(self) -> None:
+        super().reset_calls()
         with self._lock:
-            self._calls.clear()
             self.max_in_flight = self._in_flight
             self.max_in_flight_per_key = max(self._in_flight_by_key.values(), default=0)
             self.refused_concurrent = 0
@@ -211,10 +204,6 @@ class FakeDynadot(FakeServer):
             raise ValueError(f"unknown fault {fault!r}; one of {FAULTS}")
         with self._lock:
             self._faults.append(_Fault(fault, times, route, status, body))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
 
     @property
     def in_flight(self) -> int:
@@ -248,14 +237,6 @@ class FakeDynadot(FakeServer):
     def wait_held(self, count: int, timeout: float) -> bool:
         with self._changed:
             return self._changed.wait_for(lambda: self._held >= count, timeout)
-
-    def _take_fault(self, command: str) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.times > 0 and fault.route in (None, command):
-                    fault.times -= 1
-                    return fault
-        return None
 
     # -- HTTP -------------------------------------------------------------------------
 

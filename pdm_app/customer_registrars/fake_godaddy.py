@@ -42,16 +42,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import signal
 import sys
-import threading
-from copy import deepcopy
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pdm_app.fake_server import FakeServer, drop, reset, send
+from pdm_app.fake_server import FakeServer, drop, reset, send, serve_until_signalled
 
 FAULTS = ("unauthorized", "access_denied", "forbidden", "not_found", "conflict", "unprocessable",
           "throttle", "http500", "reset", "timeout", "badjson", "raw")
@@ -132,8 +129,6 @@ class FakeGodaddy(FakeServer):
         self.hang_seconds: float = 30.0
         self._accounts: dict[str, _Account] = {}
         self._domains: dict[str, _Domain] = {}
-        self._calls: list[Call] = []
-        self._faults: list[_Fault] = []
         self._next_id = 1000
 
     # -- state ------------------------------------------------------------------------
@@ -164,15 +159,6 @@ class FakeGodaddy(FakeServer):
         with self._lock:
             self._domains[domain.strip().lower()].status = status
 
-    @property
-    def calls(self) -> list[Call]:
-        with self._lock:
-            return deepcopy(self._calls)
-
-    def reset_calls(self) -> None:
-        with self._lock:
-            self._calls.clear()
-
     def inject(self, fault: str, times: int = 1, route: str | None = None, *, status: int | None = None,
                body: str = "", headers: dict[str, str] | None = None, retry_after: int | None = 30,
                message: str | None = None) -> None:
@@ -183,18 +169,6 @@ class FakeGodaddy(FakeServer):
             raise ValueError(f"unknown route {route!r}; one of {ROUTES}")
         with self._lock:
             self._faults.append(_Fault(fault, times, route, status, body, dict(headers or {}), retry_after, message))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def _take_fault(self, route: str | None) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.times > 0 and fault.route in (None, route):
-                    fault.times -= 1
-                    return fault
-        return None
 
     # -- HTTP -------------------------------------------------------------------------
 
@@ -411,17 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     fake.add_account(args.key, args.secret, entitled=not args.not_entitled)
     for domain in [d.strip().lower() for d in args.domains.split(",") if d.strip()]:
         fake.add_domain(args.key, domain, ["ns01.domaincontrol.com", "ns02.domaincontrol.com"])
-    done = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: done.set())
-    fake.start()
-    print(f"fake GoDaddy listening on {fake.url} (domains: {args.domains}); Ctrl-C to stop", flush=True)
-    try:
-        while not done.wait(0.5):
-            pass
-    finally:
-        fake.stop()
-    return 0
+    return serve_until_signalled(fake, "fake GoDaddy", f" (domains: {args.domains})")
 
 
 if __name__ == "__main__":

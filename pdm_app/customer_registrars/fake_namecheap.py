@@ -123,7 +123,7 @@ class _Domain:
 class _Fault:
     kind: str
     times: int
-    command: str | None
+    route: str | None  # the command it applies to
     number: int | None = None
     text: str | None = None
     status: int = 200
@@ -153,8 +153,6 @@ class FakeNamecheap(FakeServer):
         self.hang_seconds = 30.0
         self._accounts: dict[str, _Account] = {}
         self._domains: dict[tuple[str, str], _Domain] = {}
-        self._calls: list[Call] = []
-        self._faults: list[_Fault] = []
         self.add_account(api_user, api_key, allowed_ips=allowed_ips)
 
     # -- state ------------------------------------------------------------------------
@@ -186,15 +184,6 @@ class FakeNamecheap(FakeServer):
             found = self._domains[(sld, tld)].nameservers
             return None if found is None else list(found)
 
-    @property
-    def calls(self) -> list[Call]:
-        with self._lock:
-            return deepcopy(self._calls)
-
-    def reset_calls(self) -> None:
-        with self._lock:
-            self._calls.clear()
-
     def inject(self, fault: str, times: int = 1, command: str | None = None, *, number: int | None = None,
                text: str | None = None, status: int = 200, body: str = "",
                headers: dict[str, str] | None = None) -> None:
@@ -211,18 +200,6 @@ class FakeNamecheap(FakeServer):
         with self._lock:
             self._faults.append(_Fault(fault, times, None if command is None else command.lower(), number, text,
                                        status, body, dict(headers or {})))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def _take_fault(self, command: str) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.times > 0 and fault.command in (None, command.lower()):
-                    fault.times -= 1
-                    return fault
-        return None
 
     # -- HTTP -------------------------------------------------------------------------
 
@@ -250,7 +227,7 @@ class FakeNamecheap(FakeServer):
             return send(h, 404, b"<html><body>404 Not Found</body></html>", "text/html")
 
         command = params.get("Command", "")
-        fault = self._take_fault(command)
+        fault = self._take_fault(command.lower())
         if fault is not None:
             return self._fault(h, fault, command, params)
         try:

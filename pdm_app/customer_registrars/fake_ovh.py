@@ -50,7 +50,6 @@ import hashlib
 import json
 import re
 import time
-from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
@@ -176,8 +175,6 @@ class FakeOvh(FakeServer):
         self._tasks: dict[int, _Task] = {}
         self._next_ns_id = 1000
         self._next_task_id = 5000
-        self._calls: list[Request] = []
-        self._faults: list[_Fault] = []
 
     # -- state -------------------------------------------------------------------------
 
@@ -229,15 +226,6 @@ class FakeOvh(FakeServer):
                 finished.append(self._task_json(task))
         return finished
 
-    @property
-    def calls(self) -> list[Request]:
-        with self._lock:
-            return deepcopy(self._calls)
-
-    def reset_calls(self) -> None:
-        with self._lock:
-            self._calls.clear()
-
     def inject(self, fault: str, times: int = 1, route: str | None = None, *, status: int = 200, body: str = "",
                retry_after: float | None = None) -> None:
         if fault not in FAULTS:
@@ -246,18 +234,6 @@ class FakeOvh(FakeServer):
             raise ValueError(f"unknown route {route!r}; one of {ROUTES}")
         with self._lock:
             self._faults.append(_Fault(fault, times, route, status, body, retry_after))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def _take_fault(self, route: str | None) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.times > 0 and fault.route in (None, route):
-                    fault.times -= 1
-                    return fault
-        return None
 
     def _new_ns_id(self) -> int:
         self._next_ns_id += 1

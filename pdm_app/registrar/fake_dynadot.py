@@ -47,7 +47,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import sys
 import threading
 import tempfile
@@ -59,7 +58,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ..fake_server import FakeServer, drop, reset
+from ..fake_server import FakeServer, drop, reset, serve_until_signalled
 from .zone import Record, Zone
 
 FAULTS = ("http500", "timeout", "badjson", "error", "throttle", "reset", "raw", "late")
@@ -85,7 +84,7 @@ _RESPONSE_NAMES = {"get_dns": "GetDnsResponse", "set_dns2": "SetDnsResponse"}
 class _Fault:
     kind: str
     times: int
-    command: str | None
+    route: str | None  # the command it applies to
     body: str = ""
     status: int = 200
 
@@ -127,8 +126,6 @@ class FakeDynadot(FakeServer):
         self._held = 0
         self._save_lock = threading.Lock()
         self._domains: dict[str, _Domain] = {}
-        self._calls: list[tuple[str, dict[str, str]]] = []
-        self._faults: list[_Fault] = []
         self._late_pending = 0
         self._late_writes: list[tuple[threading.Timer, Any]] = []
         self._late_done = threading.Condition(self._lock)
@@ -259,14 +256,9 @@ class FakeDynadot(FakeServer):
         with self._changed:
             return self._changed.wait_for(lambda: self._held >= count, timeout)
 
-    @property
-    def calls(self) -> list[tuple[str, dict[str, str]]]:
-        with self._lock:
-            return deepcopy(self._calls)
-
     def reset_calls(self) -> None:
+        super().reset_calls()
         with self._lock:
-            self._calls.clear()
             self.max_in_flight = self._in_flight
 
     def inject(self, fault: str, times: int = 1, command: str | None = None, *, body: str = "",
@@ -290,18 +282,6 @@ class FakeDynadot(FakeServer):
         for timer, apply in pending:
             timer.cancel()
             apply()  # runs once, whether or not the timer already fired
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def _take_fault(self, command: str) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.times > 0 and fault.command in (None, command):
-                    fault.times -= 1
-                    return fault
-        return None
 
     # -- HTTP -------------------------------------------------------------------------
 
@@ -605,18 +585,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.state:
         fake.save_state()  # the file always holds what the fake serves
         print(f"fake Dynadot: zones {'loaded from' if loaded else 'kept in'} {args.state}", flush=True)
-    done = threading.Event()
-    # Explicit handlers: a shell may start background jobs with SIGINT ignored.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: done.set())
-    fake.start()
-    print(f"fake Dynadot listening on {fake.url} (domains: {args.domains}); Ctrl-C to stop", flush=True)
-    try:
-        while not done.wait(0.5):
-            pass
-    finally:
-        fake.stop()
-    return 0
+    return serve_until_signalled(fake, "fake Dynadot", f" (domains: {args.domains})")
 
 
 if __name__ == "__main__":
