@@ -2,6 +2,7 @@
 domains, and for their DNS records at the registrar."""
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -18,7 +19,9 @@ from .jobs import JobRunner
 from .locks import DatabaseLock, per_key_lock
 from .logs import configure_logging
 from .nameserver_flips import NameserverService
+from .powerdns.ds_check import check_ds
 from .registrar import Registrar
+from .registrar.zones import DynadotZones
 from .services import PoolService
 
 
@@ -33,7 +36,6 @@ class Pdm:
     settings: Settings
     engine: Engine
     session_factory: sessionmaker
-    registrar: Registrar
     publisher: DnsPublisher
     service: PoolService
     nameservers: NameserverService
@@ -43,32 +45,61 @@ class Pdm:
         self.jobs = JobRunner(self)
 
 
+def dns_backends(settings: Settings, engine: Engine, registrar: Registrar | None = None) -> dict:
+    """pool -> where its DNS lives: Dynadot's zone or PowerDNS's tenant zones, each built
+    only if a pool needs it (``registrar``: a Dynadot client to use instead of the real
+    one)."""
+    kinds = {pool: settings.dns_backend(pool) for pool in settings.managed_domains}
+    built: dict[str, object] = {}
+    if "dynadot" in kinds.values():
+        if registrar is None:
+            from .registrar.dynadot import DynadotClient
+
+            registrar = DynadotClient(
+                settings.dynadot_api_url,
+                settings.dynadot_api_key,
+                min_interval=settings.dynadot_min_interval,
+                max_apex_records=settings.max_apex_records,
+                max_subhost_records=settings.max_subhost_records,
+            )
+        built["dynadot"] = DynadotZones(
+            registrar,
+            # One lock per registrar account: one call in flight per key, and no two
+            # writes of one zone interleaved.
+            DatabaseLock(engine, "pdm-registrar"),
+            key=settings.dynadot_api_key or "",
+            record_names=settings.tenant_records,
+            min_interval=settings.dynadot_min_interval,
+            max_subhost_records=settings.max_subhost_records,
+            max_apex_records=settings.max_apex_records,
+        )
+    if "powerdns" in kinds.values():
+        from .powerdns.backend import PowerDnsZones
+        from .powerdns.client import PowerDnsClient
+
+        built["powerdns"] = PowerDnsZones(
+            PowerDnsClient(settings.pdns_base_url, settings.pdns_api_key, settings.pdns_server_id),
+            # One writer per PowerDNS server: its SQLite backend refuses parallel writers.
+            DatabaseLock(engine, "pdm-powerdns"),
+            account_key=f"powerdns {settings.pdns_base_url} {settings.pdns_server_id}",
+            record_names=settings.tenant_records,
+            nameservers=settings.nameservers,
+            pools=settings.managed_domains,
+        )
+    return {pool: built[kind] for pool, kind in kinds.items()}
+
+
 def build(settings: Settings, registrar: Registrar | None = None) -> Pdm:
     """Wire the service. Opens no connection and starts no thread (fork-safe)."""
     engine = make_engine(settings.database_url, threads=settings.gunicorn_threads)
     session_factory = make_session_factory(engine)
-    if registrar is None:
-        from .registrar.dynadot import DynadotClient
-
-        registrar = DynadotClient(
-            settings.dynadot_api_url,
-            settings.dynadot_api_key,
-            min_interval=settings.dynadot_min_interval,
-            max_apex_records=settings.max_apex_records,
-            max_subhost_records=settings.max_subhost_records,
-        )
+    backends = dns_backends(settings, engine, registrar)
     publisher = DnsPublisher(
         session_factory,
-        registrar,
-        # One lock per registrar account: one call in flight per key, and no two
-        # writes of one zone interleaved.
-        DatabaseLock(engine, "pdm-registrar"),
-        record_names=settings.tenant_records,
-        account=settings.dynadot_api_key or "",
-        min_interval=settings.dynadot_min_interval,
+        backends,
+        # Only managed pools get a pass: any backend will do for the rest.
+        next(iter(backends.values())),
         max_waiting_requests=settings.dns_max_waiting_requests,
-        max_subhost_records=settings.max_subhost_records,
-        max_apex_records=settings.max_apex_records,
         late_write_window=settings.dns_late_write_window,
         resync_interval=settings.dns_resync_interval,
     )
@@ -83,6 +114,7 @@ def build(settings: Settings, registrar: Registrar | None = None) -> Pdm:
         reservation_max_ttl=settings.reservation_max_ttl,
         history_retention=settings.history_retention,
         lb_ip_allowed_ranges=settings.lb_ip_allowed_ranges,
+        ds_checker=functools.partial(check_ds, nameserver=settings.ds_check_nameserver),
     )
     nameservers = NameserverService(
         build_registry(
@@ -94,7 +126,7 @@ def build(settings: Settings, registrar: Registrar | None = None) -> Pdm:
         ),
         session_factory,
     )
-    return Pdm(settings, engine, session_factory, registrar, publisher, service, nameservers)
+    return Pdm(settings, engine, session_factory, publisher, service, nameservers)
 
 
 def create_app(settings: Settings | None = None, registrar: Registrar | None = None) -> Flask:
@@ -110,6 +142,7 @@ def create_app(settings: Settings | None = None, registrar: Registrar | None = N
     access.install(app, TokenBook(settings.api_tokens), settings.effective_auth_mode)
     app.register_blueprint(health.bp)
     app.register_blueprint(pool.bp)
+    app.register_blueprint(pool.pools_bp)
     app.register_blueprint(registrars.bp)
     app.register_blueprint(openapi.bp)
     errors.register_error_handlers(app)

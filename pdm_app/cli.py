@@ -161,17 +161,6 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 # Answers the HTTP API has no schema for; field names in its style (camelCase).
 
 
-class PoolStatusSchema(Schema):
-    poolDomain = fields.String(attribute="pool_domain")
-    active = fields.Integer()
-    reserved = fields.Integer()
-    pendingDnsCount = fields.Integer(attribute="pending")
-    dnsBlocked = fields.Nested(schemas.BlockedSchema, attribute="blocked", allow_none=True)
-    # The last good read of the zone; null before the first.
-    syncedAt = schemas.Timestamp(attribute="synced_at", allow_none=True)
-    foreignSubhostRecords = fields.Integer(attribute="foreign_subhost_records", allow_none=True)
-
-
 class PendingWorkSchema(schemas.PendingDnsSchema):
     poolDomain = fields.String(attribute="pool_domain")
 
@@ -212,16 +201,21 @@ def pools(as_json: bool) -> None:
     """Every managed pool: tenants, pending DNS work, and the state of its zone."""
     result = service().pools()
     if as_json:
-        emit_json(PoolStatusSchema(many=True).dump(result))
+        emit_json(schemas.PoolStatusSchema(many=True).dump(result))
         return
     table(
-        ["POOL", "ACTIVE", "RESERVED", "PENDING DNS", "BLOCKED", "LAST GOOD READ", "FOREIGN SUB-HOSTS"],
-        [(p.pool_domain, p.active, p.reserved, p.pending, p.blocked.reason if p.blocked else None, p.synced_at,
-          p.foreign_subhost_records) for p in result],
+        ["POOL", "DNS", "ACTIVE", "RESERVED", "PENDING DNS", "BLOCKED", "LAST GOOD READ", "FOREIGN SUB-HOSTS",
+         "POOL DS AT REGISTRAR"],
+        [(p.pool_domain, p.dns_backend, p.active, p.reserved, p.pending, p.blocked.reason if p.blocked else None,
+          p.synced_at, p.foreign_subhost_records, p.ds_check.status if p.ds_check else None) for p in result],
     )
     for p in result:
         if p.blocked:
             click.echo(f"\n{p.pool_domain}: {_blocked_line(p.blocked)}")
+        if p.ds:
+            click.echo(f"\n{p.pool_domain}: the pool zone's DS, for its registrar: {' / '.join(p.ds)}")
+        if p.ds_check and p.ds_check.detail:
+            click.echo(f"{p.pool_domain}: {p.ds_check.status}: {p.ds_check.detail}")
 
 
 @cli.command("list", short_help="The allocations of a pool.")
@@ -404,7 +398,7 @@ def dns_retry(pool: str | None, as_json: bool) -> None:
             if waiting:
                 click.echo("")
                 _pending_table(waiting)
-            for status in service().pools():
+            for status in service().pools(check_ds=False):
                 if status.pool_domain in failed and status.blocked:
                     click.echo(f"{status.pool_domain}: {_blocked_line(status.blocked)}")
     if not all(result.values()):

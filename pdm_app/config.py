@@ -16,6 +16,9 @@ from .auth import AUTH_DISABLED, AUTH_MODES, AUTH_OPERATORS, AUTH_TOKENS, ApiTok
 DEFAULT_POOLS = ("omani.works", "openova.io")
 DEFAULT_DYNADOT_URL = "https://api.dynadot.com/api3.json"
 DEFAULT_TENANT_RECORDS = "*,console,gitea,harbor,admin,api"
+DEFAULT_NAMESERVERS = ("ns1.openova.io", "ns2.openova.io", "ns3.openova.io")
+# Where a pool's DNS lives (PDM_POOL_DNS).
+DNS_BACKENDS = ("dynadot", "powerdns")
 # Local runs without PDM_DATABASE_URL get an embedded SQLite file.
 DEFAULT_LOCAL_DATABASE = "sqlite:///pdm-local.sqlite3"
 
@@ -166,6 +169,18 @@ class Settings:
     namecheap_client_ip: str | None = None
     ovh_endpoint: str = "ovh-eu"
     customer_registrar_urls: Mapping[str, str] = field(default_factory=dict)
+    # PowerDNS (one signed zone per tenant, delegated from the pool's zone): with a base
+    # URL, pools are on PowerDNS unless PDM_POOL_DNS names them "dynadot".
+    pdns_base_url: str | None = None
+    pdns_api_key: str | None = field(default=None, repr=False)
+    pdns_server_id: str = "localhost"
+    # The tenant zones' and the pool zones' NS (PDM_NAMESERVERS).
+    nameservers: tuple[str, ...] = DEFAULT_NAMESERVERS
+    # pool -> "dynadot" or "powerdns", where it differs from the default above.
+    pool_dns: Mapping[str, str] = field(default_factory=dict)
+    # A resolver (an IP address, or IPv4:port) asked whether a pool's DS is published by
+    # its registrar; None: the system's resolver.
+    ds_check_nameserver: str | None = None
     # Whether this process runs the background jobs (they elect one leader anyway).
     run_jobs: bool = True
     api_tokens: tuple[ApiToken, ...] = field(default=(), repr=False)
@@ -178,6 +193,10 @@ class Settings:
     @property
     def effective_auth_mode(self) -> str:
         return AUTH_DISABLED if not self.auth_enabled else self.auth_mode
+
+    def dns_backend(self, pool: str) -> str:
+        """Where ``pool``'s DNS lives: "dynadot" or "powerdns"."""
+        return self.pool_dns.get(pool) or ("powerdns" if self.pdns_base_url else "dynadot")
 
     @property
     def is_sqlite(self) -> bool:
@@ -275,9 +294,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             f"PDM_TENANT_RECORDS={raw_records!r} must list DNS labels, '*' or '@', comma-separated"
         ) from None
 
+    pdns = _powerdns(env, domains)
     api_key = env.get("DYNADOT_API_KEY", "").strip()
-    if not api_key:
-        raise ConfigError("DYNADOT_API_KEY is required (the registrar key; tests and local runs use the fake's key)")
+    on_dynadot = [d for d in domains if (pdns["pool_dns"].get(d) or ("powerdns" if pdns["pdns_base_url"]
+                                                                      else "dynadot")) == "dynadot"]
+    if not api_key and on_dynadot:
+        raise ConfigError("DYNADOT_API_KEY is required (the registrar key; tests and local runs use the fake's key) "
+                          f"while pools are on Dynadot ({', '.join(on_dynadot)})")
 
     run_jobs = env.get("PDM_RUN_JOBS", "true").strip().lower()
     if run_jobs not in ("true", "false", "1", "0", "yes", "no"):
@@ -325,11 +348,52 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             name: _url(env, variable) for name, variable in CUSTOMER_REGISTRAR_URL_VARIABLES.items()
             if env.get(variable, "").strip()
         },
+        **pdns,
         run_jobs=run_jobs in ("true", "1", "yes"),
         api_tokens=tokens,
         auth_mode=auth_mode,
         auth_enabled=auth_mode != AUTH_DISABLED,
     )
+
+
+def _powerdns(env: Mapping[str, str], pools: list[str]) -> dict:
+    """The PowerDNS settings (the previous service's names) and PDM_POOL_DNS, checked
+    together: a pool on PowerDNS needs its base URL and key."""
+    base_url = _url(env, "PDM_PDNS_BASE_URL") if env.get("PDM_PDNS_BASE_URL", "").strip() else None
+    api_key = env.get("PDM_PDNS_API_KEY", "").strip() or None
+    server_id = env.get("PDM_PDNS_SERVER_ID", "").strip() or "localhost"
+    if not re.match(r"^(?!\.+$)[A-Za-z0-9._-]{1,64}$", server_id):
+        raise ConfigError(f"PDM_PDNS_SERVER_ID={server_id!r} must be a PowerDNS server id like localhost")
+    raw_ns = env.get("PDM_NAMESERVERS", "").strip()
+    nameservers = tuple(parse_domain_list(raw_ns)) if raw_ns else DEFAULT_NAMESERVERS
+    if not nameservers or any(not re.match(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", n)
+                              for n in nameservers):
+        raise ConfigError(f"PDM_NAMESERVERS={raw_ns!r} must list host names like ns1.openova.io")
+    pool_dns: dict[str, str] = {}
+    raw = env.get("PDM_POOL_DNS", "").strip()
+    for item in parse_domain_list(raw):
+        pool, sep, backend = item.partition("=")
+        if not sep or backend not in DNS_BACKENDS or pool not in pools:
+            raise ConfigError(f"PDM_POOL_DNS={raw!r}: each item must be POOL=dynadot or POOL=powerdns, for a "
+                              f"managed pool ({', '.join(pools)})")
+        pool_dns[pool] = backend
+    on_powerdns = [p for p in pools if pool_dns.get(p, "powerdns" if base_url else "dynadot") == "powerdns"]
+    if on_powerdns and base_url is None:
+        raise ConfigError(f"PDM_PDNS_BASE_URL is required: PDM_POOL_DNS puts {', '.join(on_powerdns)} on PowerDNS")
+    if on_powerdns and api_key is None:
+        raise ConfigError("PDM_PDNS_API_KEY is required with PDM_PDNS_BASE_URL (PowerDNS's api-key)")
+    ds_ns = env.get("PDM_DS_CHECK_NAMESERVER", "").strip() or None
+    if ds_ns is not None:
+        host, _, port = ds_ns.rpartition(":") if ds_ns.count(":") == 1 else (ds_ns, "", "")
+        try:
+            ipaddress.ip_address(host)
+            if port and not 1 <= int(port) <= 65535:
+                raise ValueError(port)
+        except ValueError:
+            raise ConfigError(f"PDM_DS_CHECK_NAMESERVER={ds_ns!r} must be a resolver's IP address, or "
+                              "IPv4:port") from None
+    return dict(pdns_base_url=base_url, pdns_api_key=api_key, pdns_server_id=server_id, nameservers=nameservers,
+                pool_dns=pool_dns, ds_check_nameserver=ds_ns)
 
 
 def _auth(env: Mapping[str, str]) -> tuple[tuple[ApiToken, ...], str]:

@@ -1,17 +1,18 @@
-"""Applies the allocation table to the registrar: the one writer of every pool's zone.
+"""Applies the allocation table to the pools' DNS: the one writer of every pool.
 
-A pass for one pool reads the table and the pool's pending work from one snapshot, reads
-the zone once, plans (``dns_plan.plan_zone``: the service's own records made exactly what
-the table says, everything else carried over) and writes the whole zone back once if it
-changed. Commit, release, the retry job, the periodic resync and an operator's reconcile
-all run this same pass.
+A pass for one pool reads the table and the pool's pending work from one snapshot, then
+hands them to the pool's backend (``ZoneBackend``), which reads what the DNS holds, plans
+the changes (pure code: ``dns_plan`` for Dynadot's whole-zone writes, ``powerdns.plan``
+for signed tenant zones) and applies them. Commit, release, the retry job, the periodic
+resync and an operator's reconcile all run this same pass, whatever the backend.
 
-Passes of one registrar account run one at a time deployment-wide (a ``DatabaseLock``):
-Dynadot serves one call at a time per key, and two whole-zone writes in flight can land
-out of order. The lock is a session on a database connection and can be lost mid-pass, so
-a pass fences itself: it writes only after checking on the lock's own connection that it
-still holds it, and marks work done only while the fencing token it took with the lock is
-still the newest.
+Passes of one backend account run one at a time deployment-wide (a ``DatabaseLock``):
+Dynadot serves one call at a time per key, two whole-zone writes in flight can land out
+of order, and PowerDNS's SQLite backend refuses parallel writers. The lock is a session
+on a database connection and can be lost mid-pass, so a pass fences itself: a backend
+writes only after checking on the lock's own connection that it still holds it
+(``PassIO.write``), and work is marked done only while the fencing token taken
+with the lock is still the newest.
 """
 from __future__ import annotations
 
@@ -20,18 +21,18 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from . import domain, metrics
-from .dns_plan import ZoneBlocked, ZonePlan, plan_zone, retry_delay
+from .dns_plan import NameDrift, ZoneBlocked, retry_delay
 from .locks import DatabaseLock
 from .redaction import redact
-from .registrar import Record, Registrar, RegistrarError, UnreadableZone, Zone
+from .registrar import Record, RegistrarError, UnreadableZone
 from .unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -47,14 +48,59 @@ class LockLost(Exception):
 
 
 @dataclass(frozen=True)
-class _Snapshot:
+class Snapshot:
+    """The table as one pass sees it: active tenants and their addresses, the pool's
+    pending work, the hosts the service owns, and the last good read's foreign records
+    (Dynadot). ``states``: every allocated name and its state (drift reports only)."""
+
     active: dict[str, str]
     work: list
     owned: set[str]
     last_foreign: list[Record] | None
+    states: dict[str, str] = field(default_factory=dict)
 
 
-def _foreign_json(records: Iterable[Record]) -> str:
+@dataclass(frozen=True)
+class Converged:
+    """What a backend's pass did, for the bookkeeping that follows it.
+
+    ``owned``: the hosts of the service's records once the pass is done; ``removing``:
+    those it removed now (still owned until a later read shows them gone); ``touched``:
+    tenant -> what changed for it; ``state``: the backend's columns of ``pool_zones`` to
+    store with this good read."""
+
+    touched: dict[str, list[str]]
+    owned: frozenset[str] = frozenset()
+    removing: frozenset[str] = frozenset()
+    state: Mapping[str, object] = field(default_factory=dict)
+
+
+class ZoneBackend(Protocol):
+    """Where a pool's DNS lives (Dynadot's zone, or PowerDNS's signed tenant zones).
+
+    ``converge`` reads what the DNS holds, plans and applies what the table wants, making
+    every external call through ``io`` (timed, counted; writes fenced); it raises
+    ``RegistrarError`` (a failed call), ``UnreadableZone``/``ZoneBlocked`` (the pool is
+    blocked) or ``LockLost``. ``drift`` reads and compares without writing."""
+
+    kind: str
+    lock: DatabaseLock
+    account: str  # a hash naming the account whose calls are paced, paused and fenced
+    min_interval: float
+    record_names: tuple[str, ...]  # PDM_TENANT_RECORDS
+
+    def converge(self, pool: str, snap: Snapshot, io: "PassIO", *, accept: bool,
+                 adopt: frozenset[str]) -> Converged: ...
+
+    def drift(self, pool: str, snap: Snapshot, io: "PassIO") -> tuple[list[NameDrift], list[Record]]: ...
+
+
+def account_id(key: str) -> str:
+    """How an account is named in the database: a hash, never the key itself."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def foreign_json(records: Iterable[Record]) -> str:
     return json.dumps([[r.host, r.rtype, r.value, r.extra] for r in records])
 
 
@@ -63,37 +109,81 @@ def foreign_records(text: str | None) -> list[Record] | None:
     return None if text is None else [Record(*item) for item in json.loads(text)]
 
 
+class PassIO:
+    """A pass's access to the outside, handed to its backend: every call paced, timed
+    against the pass's budget and counted; a write only while the lock is still held."""
+
+    def __init__(self, publisher: "DnsPublisher", backend: ZoneBackend, pool: str, start: float,
+                 budget: float | None):
+        self._publisher = publisher
+        self._backend = backend
+        self.pool = pool
+        # The pass's budget runs from ``start`` (time.monotonic()).
+        self._deadline = (start, budget)
+
+    def call(self, command: str, fn, *args, **kwargs):
+        """``fn(*args, timeout=<what the budget leaves>, **kwargs)``, paced and counted."""
+        p = self._publisher
+        p._pace(self._backend)
+        try:
+            return p._call(command, fn, *args, timeout=p._remaining(*self._deadline), **kwargs)
+        finally:
+            p._mark_called(self._backend)
+
+    def own(self, hosts: Iterable[str]) -> None:
+        """Record ``hosts`` as the service's own -- before the write that publishes them, so
+        a crash after it cannot orphan what it published."""
+        hosts = set(hosts)
+        if hosts:
+            with self._publisher.uow() as tx:
+                tx.own_hosts(self.pool, hosts)
+
+    def write(self, command: str, fn, *args, **kwargs):
+        """A call that changes the DNS: paced, then made only while the lock is still this
+        pass's (checked on the lock's own connection, after any wait). A write that fails
+        or times out may still be applied later: the DNS is read again once it could have
+        been."""
+        p = self._publisher
+        p._pace(self._backend)
+        try:
+            if not self._backend.lock.still_held():
+                raise LockLost("the registrar lock was lost (its database connection is gone)")
+            return p._call(command, fn, *args, timeout=p._remaining(*self._deadline), **kwargs)
+        except RegistrarError:
+            with p.uow() as tx:
+                now = p.clock()
+                tx.schedule_recheck(self.pool, now + timedelta(seconds=p.late_write_window), now)
+            raise
+        finally:
+            p._mark_called(self._backend)
+
+
 class DnsPublisher:
+    """The queue's one consumer: passes per pool, each through the pool's backend."""
+
     def __init__(
         self,
         session_factory: sessionmaker,
-        registrar: Registrar,
-        lock: DatabaseLock,
+        backends: Mapping[str, ZoneBackend],
+        default: ZoneBackend,
         *,
-        record_names: tuple[str, ...],
-        account: str,
-        min_interval: float,
         max_waiting_requests: int = 4,
-        max_subhost_records: int | None = None,
-        max_apex_records: int | None = None,
         late_write_window: float = 180.0,
         resync_interval: float = 600.0,
         clock: Callable[[], datetime] = domain.utcnow,
     ):
         self.session_factory = session_factory
-        self.registrar = registrar
-        self.lock = lock
-        self.record_names = record_names
-        # Only a hash of the key is stored, to pace callers across processes.
-        self.account = hashlib.sha256(account.encode()).hexdigest()
-        self.min_interval = min_interval
+        # pool -> its backend; a pool not named uses ``default``.
+        self.backends = dict(backends)
+        self.default = default
         self.max_waiting_requests = max_waiting_requests
-        self.max_subhost_records = max_subhost_records
-        self.max_apex_records = max_apex_records
         self.late_write_window = late_write_window
         self.resync_interval = resync_interval
         self._request_slots = threading.BoundedSemaphore(max_waiting_requests)
         self.clock = clock
+
+    def backend(self, pool: str) -> ZoneBackend:
+        return self.backends.get(pool, self.default)
 
     def uow(self, *, snapshot: bool = False) -> UnitOfWork:
         return UnitOfWork(self.session_factory, snapshot=snapshot)
@@ -117,40 +207,44 @@ class DnsPublisher:
                 accept: bool = False, adopt: frozenset[str] = frozenset()) -> bool:
         """Run a pass for ``pool`` within ``budget`` seconds (None: no limit). True when
         the work ``work_ids`` is done -- by this pass or one before it -- and, with
-        ``verify``, the zone was read and is now what the table says even without work.
+        ``verify``, the DNS was read and is now what the table says even without work.
         ``accept``: take the zone as it now is (an operator's ``reconcile --force``);
         ``adopt``: hosts to treat as the service's own (orphans an operator removes)."""
         start = time.monotonic()
+        backend = self.backend(pool)
         try:
-            if not self.lock.acquire(timeout=budget):
+            if not backend.lock.acquire(timeout=budget):
                 log.warning("dns pass for %s: registrar lock busy past %.1fs; left pending", pool, budget or 0)
                 return False
             try:
                 with self.uow() as tx:
-                    fence = tx.take_fence(self.account)
-                return self._pass(pool, set(work_ids), start, budget, fence, verify=verify or accept or bool(adopt),
-                                  accept=accept, adopt=adopt)
+                    fence = tx.take_fence(backend.account)
+                return self._pass(backend, pool, set(work_ids), start, budget, fence,
+                                  verify=verify or accept or bool(adopt), accept=accept, adopt=adopt)
             finally:
-                self.lock.release()
+                backend.lock.release()
         except SQLAlchemyError as exc:
             # The work is in the table: a database hiccup only delays it to the next pass.
             log.error("dns pass for %s: database error, left pending: %s", pool, type(exc).__name__)
             return False
 
-    def read_zone(self, pool: str, budget: float | None) -> Zone:
-        """One read of the zone, for a drift report: under the registrar lock and its
-        pacing like every other call."""
+    def drift(self, pool: str, budget: float | None) -> tuple[Snapshot, list[NameDrift], list[Record]]:
+        """One read of the pool's DNS compared with the table, for a drift report: under
+        the registrar lock and its pacing like every other call."""
         start = time.monotonic()
-        if not self.lock.acquire(timeout=budget):
+        backend = self.backend(pool)
+        if not backend.lock.acquire(timeout=budget):
             raise RegistrarError("the registrar is busy with other work; try again", transient=True)
         try:
-            paused = self._paused_until()
+            paused = self._paused_until(backend)
             if paused is not None:
                 raise RegistrarError(f"registrar calls are paused until {paused:%H:%M:%S} UTC (it throttled this key)",
                                      transient=True)
-            return self._read(pool, start, budget)
+            snap = self._snapshot(pool, states=True)
+            names, lost = backend.drift(pool, snap, PassIO(self, backend, pool, start, budget))
+            return snap, names, lost
         finally:
-            self.lock.release()
+            backend.lock.release()
 
     def publish_due(self, pools: Iterable[str]) -> int:
         """The retry job: a pass for every pool with work that is due, a read owed, a
@@ -160,14 +254,14 @@ class DnsPublisher:
         with self.uow() as tx:
             due_work = set(tx.pools_with_due_work(now))
             zones = tx.pool_zones()
-        names = ",".join(self.record_names)
         managed = set(pools)
         due = set(due_work)
         for pool in managed | set(zones):
             zone = zones.get(pool)
             if zone is not None and zone.recheck_at is not None and zone.recheck_at <= now:
                 due.add(pool)
-            elif zone is not None and zone.record_names is not None and zone.record_names != names:
+            elif (zone is not None and zone.record_names is not None
+                  and zone.record_names != ",".join(self.backend(pool).record_names)):
                 due.add(pool)
             elif pool in managed and self.resync_interval > 0 and (
                 zone is None or zone.synced_at is None
@@ -178,7 +272,7 @@ class DnsPublisher:
 
     # -- the pass --------------------------------------------------------------------
 
-    def _snapshot(self, pool: str) -> _Snapshot:
+    def _snapshot(self, pool: str, *, states: bool = False) -> Snapshot:
         # The work and the rows it names, read from one snapshot: every work item seen
         # comes with the row change that made it (a release read as still active would
         # put the records back and call the removal done).
@@ -187,10 +281,11 @@ class DnsPublisher:
             work = tx.pending_work(pool)
             owned = tx.owned_hosts(pool)
             zone = tx.pool_zone(pool)
-        return _Snapshot(active, work, owned, foreign_records(zone.foreign_records if zone else None))
+            allocated = tx.allocation_states(pool) if states else {}
+        return Snapshot(active, work, owned, foreign_records(zone.foreign_records if zone else None), allocated)
 
-    def _pass(self, pool: str, wanted: set[int], start: float, budget: float | None, fence: int, *,
-              verify: bool, accept: bool, adopt: frozenset[str]) -> bool:
+    def _pass(self, backend: ZoneBackend, pool: str, wanted: set[int], start: float, budget: float | None,
+              fence: int, *, verify: bool, accept: bool, adopt: frozenset[str]) -> bool:
         began = self.clock()
         snap = self._snapshot(pool)
         ids = [w.id for w in snap.work]
@@ -198,7 +293,7 @@ class DnsPublisher:
             return True  # an earlier pass already carried it out
         if not snap.work and not verify:
             return True
-        paused = self._paused_until()
+        paused = self._paused_until(backend)
         if paused is not None:
             # Not an attempt: the work is due again the moment the pause ends.
             why = f"registrar calls paused until {paused.isoformat()} (it throttled this key); not attempted"
@@ -208,12 +303,8 @@ class DnsPublisher:
             log.info("dns pass for %s: %s; %d change(s) wait", pool, why, len(ids))
             return False
         try:
-            current = self._read(pool, start, budget)
-            plan = plan_zone(current, snap.active, self.record_names, snap.owned | adopt, snap.last_foreign,
-                             accept=accept, max_subhost_records=self.max_subhost_records,
-                             max_apex_records=self.max_apex_records)
-            if plan.changed:
-                self._write(pool, plan, start, budget)
+            done = backend.converge(pool, snap, PassIO(self, backend, pool, start, budget),
+                                    accept=accept, adopt=adopt)
         except (ZoneBlocked, UnreadableZone) as exc:
             self._block(pool, snap.work, exc)
             return False
@@ -224,41 +315,15 @@ class DnsPublisher:
                 tx.schedule_recheck(pool, self.clock(), began)
             return False
         except RegistrarError as exc:
-            self._fail(pool, snap.work, exc)
+            self._fail(backend, pool, snap.work, exc)
             return False
-        return self._finish(pool, snap, plan, fence, began, accepted=accept)
+        return self._finish(backend, pool, snap, done, fence, began, accepted=accept)
 
-    def _read(self, pool: str, start: float, budget: float | None) -> Zone:
-        self._pace()
-        try:
-            return self._call("get_dns", self.registrar.get_zone, pool, timeout=self._remaining(start, budget))
-        finally:
-            self._mark_called()
-
-    def _write(self, pool: str, plan: ZonePlan, start: float, budget: float | None) -> None:
-        with self.uow() as tx:
-            # Owned before the write: a crash after it cannot orphan what it published.
-            tx.own_hosts(pool, set(plan.owned))
-        self._pace()
-        if not self.lock.still_held():
-            raise LockLost("the registrar lock was lost (its database connection is gone)")
-        try:
-            self._call("set_dns2", self.registrar.set_zone, plan.zone, timeout=self._remaining(start, budget))
-        except RegistrarError:
-            # The write may still be applied later (Dynadot has been seen doing so): read
-            # the zone again once that could have happened.
-            with self.uow() as tx:
-                now = self.clock()
-                tx.schedule_recheck(pool, now + timedelta(seconds=self.late_write_window), now)
-            raise
-        finally:
-            self._mark_called()
-
-    def _finish(self, pool: str, snap: _Snapshot, plan: ZonePlan, fence: int, began: datetime, *,
-                accepted: bool) -> bool:
+    def _finish(self, backend: ZoneBackend, pool: str, snap: Snapshot, done: Converged, fence: int,
+                began: datetime, *, accepted: bool) -> bool:
         now = self.clock()
         with self.uow() as tx:
-            if tx.fence(self.account) != fence:
+            if tx.fence(backend.account) != fence:
                 # Another process took the lock after ours was lost: what it did and
                 # what we wrote may have crossed. Leave the work; read again.
                 metrics.LOCK_LOST.inc()
@@ -274,27 +339,26 @@ class DnsPublisher:
             if not late_write_possible:
                 # Forget hosts only once a read shows them gone and no abandoned write
                 # can bring them back.
-                tx.set_owned_hosts(pool, set(plan.owned | plan.removing))
+                tx.set_owned_hosts(pool, set(done.owned | done.removing))
             tx.update_pool_zone(
                 pool,
                 synced_at=now,
-                foreign_subhost_records=plan.foreign_subhost_records,
-                foreign_records=_foreign_json(plan.foreign),
-                record_names=",".join(self.record_names),
+                record_names=",".join(backend.record_names),
                 blocked_reason=None, blocked_detail=None, blocked_since=None,
                 # A read owed later (a write that may still land) stays owed.
                 recheck_at=recheck if late_write_possible else None,
+                **done.state,
             )
-            self._record_events(tx, pool, snap, plan, now, accepted)
+            self._record_events(tx, pool, snap, done, now, accepted)
         if was_blocked:
             log.info("dns for %s is no longer blocked (%s)", pool, was_blocked)
         log.info(
             "dns pass for %s: %d change(s) applied, %s", pool, len(snap.work),
-            f"zone written ({', '.join(plan.touched)})" if plan.changed else "zone already right",
+            f"changed ({', '.join(done.touched)})" if done.touched else "already right",
         )
         return True
 
-    def _record_events(self, tx: UnitOfWork, pool: str, snap: _Snapshot, plan: ZonePlan, now: datetime,
+    def _record_events(self, tx: UnitOfWork, pool: str, snap: Snapshot, done: Converged, now: datetime,
                        accepted: bool) -> None:
         worked = set()
         for w in snap.work:
@@ -305,7 +369,7 @@ class DnsPublisher:
                 tx.record_event(pool, w.subdomain, "dns-removed", DNS_CALLER, now)
             elif w.subdomain in snap.active:
                 tx.record_event(pool, w.subdomain, "dns-published", DNS_CALLER, now, snap.active[w.subdomain])
-        for sub, hosts in plan.touched.items():
+        for sub, hosts in done.touched.items():
             if not any(s == sub for s, _ in worked):
                 tx.record_event(pool, sub, "drift-repaired", DNS_CALLER, now, snap.active.get(sub),
                                 detail="records made right: " + ", ".join(hosts))
@@ -313,7 +377,7 @@ class DnsPublisher:
             tx.record_event(pool, "", "zone-accepted", DNS_CALLER, now,
                             detail="an operator accepted the zone as it was read (reconcile --force)")
 
-    def _fail(self, pool: str, work: list, exc: RegistrarError) -> None:
+    def _fail(self, backend: ZoneBackend, pool: str, work: list, exc: RegistrarError) -> None:
         attempts = max((w.attempts for w in work), default=0)
         now = self.clock()
         when = now + timedelta(seconds=retry_delay(attempts, exc.retry_after))
@@ -326,7 +390,7 @@ class DnsPublisher:
             tx.schedule_recheck(pool, when if work else now + timedelta(seconds=RECHECK_AFTER_FAILURE), now)
             if exc.retry_after:
                 # The registrar throttles the key, not the pool: every caller waits.
-                tx.update_registrar_account(self.account, paused_until=now + timedelta(seconds=exc.retry_after))
+                tx.update_registrar_account(backend.account, paused_until=now + timedelta(seconds=exc.retry_after))
 
     def _block(self, pool: str, work: list, exc: ZoneBlocked | UnreadableZone) -> None:
         reason = exc.reason
@@ -381,24 +445,24 @@ class DnsPublisher:
     # registrar's request to back off, over to the next lock holder, which may be
     # another worker or replica.
 
-    def _paused_until(self) -> datetime | None:
+    def _paused_until(self, backend: ZoneBackend) -> datetime | None:
         with self.uow() as tx:
-            account = tx.registrar_account(self.account)
+            account = tx.registrar_account(backend.account)
         if account is not None and account.paused_until is not None and account.paused_until > self.clock():
             return account.paused_until
         return None
 
-    def _pace(self) -> None:
-        if self.min_interval <= 0:
+    def _pace(self, backend: ZoneBackend) -> None:
+        if backend.min_interval <= 0:
             return
         with self.uow() as tx:
-            account = tx.registrar_account(self.account)
+            account = tx.registrar_account(backend.account)
         if account is not None and account.last_call_at is not None:
-            wait = self.min_interval - (datetime.now(timezone.utc) - account.last_call_at).total_seconds()
+            wait = backend.min_interval - (datetime.now(timezone.utc) - account.last_call_at).total_seconds()
             if wait > 0:
-                time.sleep(min(wait, self.min_interval))
+                time.sleep(min(wait, backend.min_interval))
 
-    def _mark_called(self) -> None:
-        if self.min_interval > 0:
+    def _mark_called(self, backend: ZoneBackend) -> None:
+        if backend.min_interval > 0:
             with self.uow() as tx:
-                tx.update_registrar_account(self.account, last_call_at=datetime.now(timezone.utc))
+                tx.update_registrar_account(backend.account, last_call_at=datetime.now(timezone.utc))

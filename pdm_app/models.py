@@ -20,7 +20,7 @@ from sqlalchemy.types import TypeDecorator
 
 # The Alembic head these models describe; /readyz compares the database with it.
 # Revision ids are zero-padded numbers ("0003" follows "0002"), so they order.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -151,6 +151,9 @@ class PoolZone(Base):
     blocked_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # A read owed after a failed pass, or after a write that may still land late.
     recheck_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # PowerDNS pools: the DS lines (SHA-256) of the pool zone's key, one per line, which
+    # the pool domain's registrar must publish for the chain of trust to reach it.
+    ds_records: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class OwnedHost(Base):

@@ -17,10 +17,11 @@ from typing import Callable
 from sqlalchemy.orm import sessionmaker
 
 from . import domain
-from .dns_plan import NameDrift, desired_hosts, diff_zone, lost_foreign
-from .dns_sync import DnsPublisher, foreign_records
+from .dns_plan import NameDrift
+from .dns_sync import DnsPublisher
 from .domain import ACTIVE, RESERVED, Allocation, DomainError, Transition
 from .models import PoolAllocation, PoolZone
+from .powerdns.ds_check import DsCheck
 from .redaction import redact
 from .registrar import Record, RegistrarError, UnreadableZone
 from .unit_of_work import UnitOfWork
@@ -122,6 +123,11 @@ class PoolStatus:
     blocked: Blocked | None
     synced_at: datetime | None
     foreign_subhost_records: int | None
+    dns_backend: str = "dynadot"
+    # PowerDNS pools: the DS of the pool zone's key, which the pool domain's registrar
+    # must publish, and whether a resolver sees it published.
+    ds: tuple[str, ...] = ()
+    ds_check: DsCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,7 @@ class PoolService:
         reservation_max_ttl: float | None = None,
         history_retention: float = 400 * 86400.0,
         lb_ip_allowed_ranges: tuple = (),
+        ds_checker: Callable[[str, tuple[str, ...]], DsCheck] | None = None,
         clock: Callable[[], datetime] = domain.utcnow,
     ):
         self.session_factory = session_factory
@@ -185,6 +192,7 @@ class PoolService:
         self.dns_request_budget = dns_request_budget
         self.history_retention = history_retention
         self.lb_ip_allowed_ranges = lb_ip_allowed_ranges
+        self.ds_checker = ds_checker
         self.clock = clock
 
     def uow(self) -> UnitOfWork:
@@ -237,8 +245,9 @@ class PoolService:
             blocked = _blocked(tx.pool_zone(pool))
         return PoolListing(pool, rows, pending, blocked)
 
-    def pools(self) -> list[PoolStatus]:
-        """Every managed pool: its tenants, pending DNS work, and the state of its zone."""
+    def pools(self, *, check_ds: bool = True) -> list[PoolStatus]:
+        """Every managed pool: its tenants, pending DNS work, and the state of its zone;
+        for a PowerDNS pool its DS and (``check_ds``) whether its registrar publishes it."""
         with self.uow() as tx:
             counts = tx.allocation_counts()
             pending = tx.pending_summary()
@@ -246,13 +255,38 @@ class PoolService:
         result = []
         for pool in self.managed_domains:
             zone = zones.get(pool)
+            backend = self.publisher.backend(pool).kind
+            ds = tuple(zone.ds_records.split("\n")) if zone is not None and zone.ds_records else ()
+            checked = None
+            if backend == "powerdns" and check_ds and self.ds_checker is not None:
+                checked = self.ds_checker(pool, ds)
             result.append(PoolStatus(
                 pool, counts.get((pool, ACTIVE), 0), counts.get((pool, RESERVED), 0),
                 pending.get(pool, (0, None))[0], _blocked(zone),
                 zone.synced_at if zone else None,
-                zone.foreign_subhost_records if zone and zone.synced_at else None,
+                zone.foreign_subhost_records if zone and zone.synced_at and backend == "dynadot" else None,
+                backend, ds, checked,
             ))
         return result
+
+    def dns_health(self) -> dict[str, dict]:
+        """Per pool, for /healthz: its backend, and the DNS changes waiting on it."""
+        with self.uow() as tx:
+            summary = tx.pending_summary()
+            errors = tx.last_errors()
+            blocked = tx.blocked_pools()
+        now = self.clock()
+        return {
+            pool: {
+                "backend": self.publisher.backend(pool).kind,
+                "pendingChanges": summary.get(pool, (0, None))[0],
+                "oldestPendingSeconds": (round(max(0.0, (now - summary[pool][1]).total_seconds()), 1)
+                                         if pool in summary else None),
+                "lastError": errors.get(pool),
+                "blocked": blocked.get(pool),
+            }
+            for pool in self.managed_domains
+        }
 
     def pending_dns(self, pool: str | None = None) -> list[PendingDns]:
         if pool is not None:
@@ -332,12 +366,14 @@ class PoolService:
         domain.validate_ipv4(lb_ip, self.lb_ip_allowed_ranges)
         domain.validate_pool(pool, self.managed_domains)
         started = self.clock()
-        with self.uow() as tx:
-            zone = tx.pool_zone(pool)
-        if zone is None or zone.synced_at is None:
-            # The zone's shape is unknown: read it first, so a zone too full for another
-            # tenant is a 409 now rather than a write that fails for ever.
-            self.publisher.publish_for_request(pool, [], self.dns_request_budget, verify=True)
+        limited = self._room_limited(pool)
+        if limited:
+            with self.uow() as tx:
+                zone = tx.pool_zone(pool)
+            if zone is None or zone.synced_at is None:
+                # The zone's shape is unknown: read it first, so a zone too full for
+                # another tenant is a 409 now rather than a write that fails for ever.
+                self.publisher.publish_for_request(pool, [], self.dns_request_budget, verify=True)
         now = self.clock()
         with self.uow() as tx:
             zone = tx.lock_pool(pool)  # lock order everywhere: pool, then row
@@ -346,7 +382,8 @@ class PoolService:
                 raise DomainError("not-found", f"no reservation for {sub}.{pool}", 404)
             change = _to_domain(row).commit(token, lb_ip, (sovereign_fqdn or "").strip() or None, now)
             if change.action == "commit":
-                self._check_room(tx, zone, pool)
+                if limited:
+                    self._check_room(tx, zone, pool)
                 tx.save_allocation(row, change.allocation, now)
             allocation = change.allocation
             work_id = self._apply(tx, allocation, change, caller, now)
@@ -354,6 +391,10 @@ class PoolService:
         budget = max(0.1, self.dns_request_budget - (self.clock() - started).total_seconds())
         done = self.publisher.publish_for_request(pool, [work_id], budget)
         return Outcome(allocation, done)
+
+    def _room_limited(self, pool: str) -> bool:
+        # Only a Dynadot zone has a size: its one whole-zone write holds so many records.
+        return self.publisher.backend(pool).kind == "dynadot"
 
     def _check_room(self, tx: UnitOfWork, zone: PoolZone, pool: str) -> None:
         needed = (tx.count_active(pool) + 1) * len(self.record_names) + zone.foreign_subhost_records
@@ -441,21 +482,14 @@ class PoolService:
         over, per name."""
         pool = self._pool(pool)
         try:
-            zone = self.publisher.read_zone(pool, self.dns_request_budget)
+            snap, names, lost = self.publisher.drift(pool, self.dns_request_budget)
         except UnreadableZone as exc:
             raise DomainError(exc.reason, redact(str(exc)), 502) from None
         except RegistrarError as exc:
             raise DomainError("registrar-unavailable", redact(f"the zone could not be read: {exc}"), 502) from None
-        with UnitOfWork(self.session_factory, snapshot=True) as tx:
-            states = tx.allocation_states(pool)
-            active = tx.active_ips(pool)
-            owned = tx.owned_hosts(pool)
-            pending = [_pending(w) for w in tx.pending_work(pool)]
+        with self.uow() as tx:
             state = tx.pool_zone(pool)
-        names = diff_zone(zone, states, active, self.record_names, owned)
-        last = foreign_records(state.foreign_records if state else None)
-        lost = lost_foreign(zone, set(desired_hosts(active, self.record_names)) | owned, last)
-        return DriftReport(pool, self.clock(), names, pending, _blocked(state), lost)
+        return DriftReport(pool, self.clock(), names, [_pending(w) for w in snap.work], _blocked(state), lost)
 
     def reconcile(self, pool: str, *, apply: bool, force: bool, caller: str) -> ReconcileResult:
         """The drift report, and with ``apply`` a pass that repairs it: orphans of names

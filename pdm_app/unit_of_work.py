@@ -169,11 +169,12 @@ class UnitOfWork:
         return set(self.session.execute(select(OwnedHost.host).where(OwnedHost.pool_domain == pool)).scalars())
 
     def own_hosts(self, pool: str, hosts: set[str]) -> None:
-        for host in sorted(hosts):
+        # Only the new ones, in one statement: a pass re-owns every tenant of the pool.
+        new = sorted(set(hosts) - self.owned_hosts(pool))
+        if new:
             self.session.execute(
-                self._insert(OwnedHost)
-                .values(pool_domain=pool, host=host, subdomain=domain.tenant_of(host))
-                .on_conflict_do_nothing()
+                self._insert(OwnedHost).on_conflict_do_nothing(),
+                [dict(pool_domain=pool, host=host, subdomain=domain.tenant_of(host)) for host in new],
             )
 
     def set_owned_hosts(self, pool: str, hosts: set[str]) -> None:
@@ -263,6 +264,13 @@ class UnitOfWork:
         stmt = select(DnsWork.pool_domain, func.count(), func.min(DnsWork.created_at)).group_by(DnsWork.pool_domain)
         # min() keeps the column's type, so the oldest comes back as an aware datetime.
         return {pool: (n, oldest) for pool, n, oldest in self.session.execute(stmt)}
+
+    def last_errors(self) -> dict[str, str]:
+        """Per pool: the error of its most recently failed pending change."""
+        newest = (select(func.max(DnsWork.id)).where(DnsWork.last_error.is_not(None))
+                  .group_by(DnsWork.pool_domain))
+        stmt = select(DnsWork.pool_domain, DnsWork.last_error).where(DnsWork.id.in_(newest))
+        return {pool: error for pool, error in self.session.execute(stmt)}
 
     # -- health --------------------------------------------------------------------
 

@@ -333,3 +333,96 @@ class Gunicorn:
             return "(output not kept)"
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return f.read()
+
+
+# == PowerDNS ==================================================================================
+# A throwaway PowerDNS (pdm_app.powerdns.local_server) for the tests marked `powerdns`:
+# `powerdns_server` (one per session), `powerdns` (that server, running, with no zones) and
+# `powerdns_proxy` (a tests/powerdns_support.FaultProxy in front of it). Without pdns_server
+# those tests are skipped -- unless PDM_REQUIRE_POWERDNS=1 (CI), which makes that a failure.
+
+
+def _powerdns_required() -> bool:
+    return os.environ.get("PDM_REQUIRE_POWERDNS") == "1"
+
+
+@pytest.fixture(scope="session")
+def powerdns_server(tmp_path_factory):
+    from pdm_app.powerdns.local_server import LocalPowerDns
+
+    ok, why = LocalPowerDns.available()
+    if not ok:
+        if _powerdns_required():
+            pytest.fail(f"PowerDNS is required (PDM_REQUIRE_POWERDNS=1): {why}")
+        pytest.skip(why)
+    server = LocalPowerDns(tmp_path_factory.mktemp("powerdns")).start()
+    yield server
+    server.stop()
+
+
+def delete_every_zone(server) -> None:
+    """Through the API, as a client would (the database file stays the server's)."""
+    headers = {"X-API-Key": server.api_key}
+    answer = requests.get(f"{server.server_url}/zones", headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    for zone in answer.json():
+        gone = requests.delete(f"{server.server_url}/zones/{zone['id']}", headers=headers, timeout=10)
+        assert gone.status_code in (204, 404), gone.text
+
+
+@pytest.fixture
+def powerdns(powerdns_server):
+    """The session's PowerDNS, running (started again if a test left it stopped), empty."""
+    if not powerdns_server.running:
+        powerdns_server.start()
+    delete_every_zone(powerdns_server)
+    return powerdns_server
+
+
+@pytest.fixture
+def powerdns_proxy(powerdns):
+    """A FaultProxy in front of ``powerdns``: point the client at ``powerdns_proxy.url``."""
+    from powerdns_support import FaultProxy
+
+    proxy = FaultProxy(powerdns.api_url).start()
+    yield proxy
+    proxy.clear_faults()
+    proxy.stop()
+
+
+class _PowerDnsPlugin:
+    """The `powerdns` marker (also put on every test that uses the server) and the CI
+    guard. A plugin object, so that these hooks do not replace the module-level ones
+    above (the PostgreSQL guard)."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    def pytest_collection_modifyitems(self, items):
+        for item in items:
+            if "powerdns_server" in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.powerdns)
+
+    def pytest_runtest_logreport(self, report):
+        if "powerdns" not in report.keywords:
+            return
+        if report.when == "call":
+            self.outcomes.append(report.outcome)
+        elif report.skipped:
+            self.outcomes.append("skipped")
+
+    def pytest_sessionfinish(self, session, exitstatus):
+        if not _powerdns_required() or session.config.option.collectonly:
+            return
+        passed = self.outcomes.count("passed")
+        skipped = self.outcomes.count("skipped")
+        print(f"\nPowerDNS tests: {passed} passed, {skipped} skipped")
+        if passed == 0 or skipped:
+            print("FAIL: PDM_REQUIRE_POWERDNS=1 but PowerDNS tests were skipped or not run")
+            session.exitstatus = 1
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "powerdns: needs the local PowerDNS server (pdns_server, gsqlite3)")
+    config.pluginmanager.register(_PowerDnsPlugin(), "pdm-powerdns")
+# == end of PowerDNS ===========================================================================

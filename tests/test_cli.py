@@ -131,10 +131,10 @@ def test_pools_list_and_check(app, client):
     result = run(app, "pools")
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["POOL", "ACTIVE", "RESERVED", "PENDING", "DNS", "BLOCKED", "LAST", "GOOD", "READ",
-                                "FOREIGN", "SUB-HOSTS"]
+    assert lines[0].split() == ["POOL", "DNS", "ACTIVE", "RESERVED", "PENDING", "DNS", "BLOCKED", "LAST", "GOOD",
+                                "READ", "FOREIGN", "SUB-HOSTS", "POOL", "DS", "AT", "REGISTRAR"]
     row = next(line.split() for line in lines if line.startswith(POOL + " "))
-    assert row[:5] == [POOL, "1", "1", "0", "-"] and row[5].endswith("Z") and row[6] == "2"
+    assert row[:6] == [POOL, "dynadot", "1", "1", "0", "-"] and row[6].endswith("Z") and row[7:] == ["2", "-"]
     assert {line.split()[0] for line in lines[1:]} == set(POOLS)
 
     listed = out_json(run(app, "pools", "--json"))
@@ -143,6 +143,7 @@ def test_pools_list_and_check(app, client):
     mine = by_pool[POOL]
     assert (mine["active"], mine["reserved"], mine["pendingDnsCount"], mine["dnsBlocked"]) == (1, 1, 0, None)
     assert parse_ts(mine["syncedAt"]) and mine["foreignSubhostRecords"] == 2  # www, legacy
+    assert (mine["dnsBackend"], mine["poolDs"], mine["poolDsCheck"]) == ("dynadot", [], None)
     assert by_pool["openova.io"]["syncedAt"] is None  # never read yet
 
     result = run(app, "list", POOL)

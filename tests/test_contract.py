@@ -47,8 +47,12 @@ def assert_error(response, status, code):
 def test_healthz(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "managedDomains": sorted(POOLS),
-                                   "registrars": ["cloudflare", "dynadot", "godaddy", "namecheap", "ovh"]}
+    body = response.get_json()
+    assert body == {"status": "ok", "managedDomains": sorted(POOLS),
+                    "registrars": ["cloudflare", "dynadot", "godaddy", "namecheap", "ovh"], "dns": body["dns"]}
+    idle = {"backend": "dynadot", "pendingChanges": 0, "oldestPendingSeconds": None, "lastError": None,
+            "blocked": None}
+    assert body["dns"] == {pool: idle for pool in POOLS}
 
 
 def test_healthz_database_down(fake):

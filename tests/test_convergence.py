@@ -166,7 +166,7 @@ def test_seven_commits_during_a_throttle_pause_cost_no_attempts(make_app, fake):
     assert commit(client, "first").status_code == 200  # the zone's shape is known
     paused_until = utcnow() + timedelta(seconds=60)
     with pdm.publisher.uow() as tx:
-        tx.update_registrar_account(pdm.publisher.account, paused_until=paused_until)
+        tx.update_registrar_account(pdm.publisher.default.account, paused_until=paused_until)
     fake.reset_calls()
     for i in range(7):
         assert commit(client, f"t{i}").status_code == 202

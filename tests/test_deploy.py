@@ -199,9 +199,9 @@ def test_helm_lint_is_clean(values_file):
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
 
 
-@pytest.mark.parametrize("which", ["defaults", "prod-values"])
-def test_rendered_output_passes_yamllint(which, default, prod):
-    rendered = default if which == "defaults" else prod
+@pytest.mark.parametrize("which", ["defaults", "prod-values", "powerdns"])
+def test_rendered_output_passes_yamllint(which, default, prod, pdns):
+    rendered = {"defaults": default, "prod-values": prod, "powerdns": pdns}[which]
     config = YamlLintConfig(
         "extends: default\n"
         "rules:\n"
@@ -688,6 +688,161 @@ def test_service_monitor(prod):
 def test_values_explain_why_there_is_no_scheduler_deployment():
     text = (CHART / "values.yaml").read_text()
     assert "advisory lock" in text and "No separate scheduler Deployment" in text
+
+
+# --- PowerDNS ------------------------------------------------------------------------------
+
+PDNS_URL = "http://powerdns.openova-system.svc.cluster.local:8081"
+PDNS_VARIABLES = {"PDM_PDNS_BASE_URL", "PDM_PDNS_API_KEY", "PDM_PDNS_SERVER_ID", "PDM_NAMESERVERS",
+                  "PDM_POOL_DNS", "PDM_DS_CHECK_NAMESERVER"}
+# The PowerDNS API secret the previous deployment read.
+OLD_POWERDNS_SECRET = {"api-key": "pdns-old-key"}
+POD_SECRETS = {"dynadot-api-credentials": OLD_DYNADOT_SECRET,
+               "pool-domain-manager-pg-app": {"uri": "postgresql://u:p@db:5432/pdm"},
+               "powerdns-api-credentials": OLD_POWERDNS_SECRET}
+
+
+def pdns_values(**powerdns) -> dict:
+    return {"powerdns": {"baseUrl": PDNS_URL, **powerdns}}
+
+
+def powerdns_egress(rendered: Rendered) -> list[dict]:
+    spec = rendered.one("NetworkPolicy", "pool-domain-manager")["spec"]
+    return [r for r in spec["egress"] if any(p["port"] == 8081 for p in r["ports"])]
+
+
+@pytest.fixture(scope="module")
+def pdns() -> Rendered:
+    return Rendered(pdns_values())
+
+
+@pytest.mark.parametrize("which", ["defaults", "prod-values"])
+def test_no_powerdns_without_a_base_url(which, default, prod):
+    # The default (and prod-values) render: every pool on Dynadot, as before -- no PowerDNS
+    # setting, secret or egress anywhere.
+    rendered = default if which == "defaults" else prod
+    stream = rendered.stream()
+    for name in PDNS_VARIABLES:
+        assert name not in stream, name
+    assert "powerdns" not in stream.lower()
+    assert not PDNS_VARIABLES & set(rendered.env())
+    assert powerdns_egress(rendered) == []
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["powerdns"]
+    assert values == {"baseUrl": "", "serverId": "localhost", "existingSecret": "powerdns-api-credentials",
+                      "apiKeyKey": "api-key", "nameservers": [], "poolDns": "", "dsCheckNameserver": ""}
+    assert "PowerDNS" not in rendered.manifests["pool-domain-manager/templates/NOTES.txt"]
+
+
+def test_powerdns_settings_are_rendered_with_a_base_url(pdns, default):
+    data = pdns.one("ConfigMap")["data"]
+    assert data["PDM_PDNS_BASE_URL"] == PDNS_URL
+    assert data["PDM_PDNS_SERVER_ID"] == "localhost"
+    # The optional ones only when set: the service's defaults apply otherwise.
+    assert not {"PDM_NAMESERVERS", "PDM_POOL_DNS", "PDM_DS_CHECK_NAMESERVER"} & set(data)
+    # Nothing else changes; the new settings roll the pods.
+    assert {k: v for k, v in data.items() if k not in PDNS_VARIABLES} == default.one("ConfigMap")["data"]
+    annotation = lambda r: r.deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]  # noqa: E731
+    assert annotation(pdns) != annotation(default)
+    full = Rendered(pdns_values(serverId="pdns-1", nameservers=["ns1.example.net", "ns2.example.net"],
+                               poolDns="openova.io=dynadot,omani.works=powerdns",
+                               dsCheckNameserver="10.96.0.10:53")).one("ConfigMap")["data"]
+    assert {k: full[k] for k in PDNS_VARIABLES - {"PDM_PDNS_API_KEY"}} == {
+        "PDM_PDNS_BASE_URL": PDNS_URL, "PDM_PDNS_SERVER_ID": "pdns-1",
+        "PDM_NAMESERVERS": "ns1.example.net,ns2.example.net",
+        "PDM_POOL_DNS": "openova.io=dynadot,omani.works=powerdns", "PDM_DS_CHECK_NAMESERVER": "10.96.0.10:53",
+    }
+    # Without a base URL the other PowerDNS values render nothing.
+    staged = Rendered({"powerdns": {"nameservers": ["ns1.example.net"], "dsCheckNameserver": "10.96.0.10",
+                                    "poolDns": "omani.works=dynadot"}})
+    assert not PDNS_VARIABLES & set(staged.env())
+
+
+def test_powerdns_api_key_comes_from_the_previous_secret(pdns, default):
+    env = pdns.env()
+    assert secret_ref(env["PDM_PDNS_API_KEY"]) == ("powerdns-api-credentials", "api-key")
+    # Required (the service refuses to start without it); the registrar's key stays required too.
+    assert not env["PDM_PDNS_API_KEY"]["valueFrom"]["secretKeyRef"].get("optional")
+    assert env["DYNADOT_API_KEY"] == default.env()["DYNADOT_API_KEY"]
+    optional = {name for name, e in env.items() if "valueFrom" in e and e["valueFrom"]["secretKeyRef"].get("optional")}
+    assert optional == {"DYNADOT_API_SECRET", "DYNADOT_MANAGED_DOMAINS", "DYNADOT_DOMAIN"}
+    assert "PDM_PDNS_API_KEY" not in pdns.one("ConfigMap")["data"]  # never a plain setting
+    assert pdns.all("Secret") == []
+    # The migration Job needs the database only.
+    (job,) = pdns.one("Job")["spec"]["template"]["spec"]["containers"]
+    assert [e["name"] for e in job["env"]] == ["PDM_DATABASE_URL"]
+    # Other secret names and keys.
+    other = Rendered(pdns_values(existingSecret="pdns-api", apiKeyKey="key")).env()
+    assert secret_ref(other["PDM_PDNS_API_KEY"]) == ("pdns-api", "key")
+    with pytest.raises(helm.HelmError, match="powerdns.existingSecret is required"):
+        render_raw(pdns_values(existingSecret=""))
+    notes = pdns.manifests["pool-domain-manager/templates/NOTES.txt"]
+    assert f"pools are on PowerDNS at {PDNS_URL}" in notes
+
+
+def test_a_pool_on_powerdns_without_a_base_url_fails_the_render():
+    with pytest.raises(helm.HelmError, match="set powerdns.baseUrl"):
+        render_raw({"powerdns": {"poolDns": "openova.io=dynadot,omani.works=powerdns"}})
+
+
+def test_powerdns_egress_with_a_base_url(pdns, default):
+    (rule,) = powerdns_egress(pdns)
+    assert rule == {
+        "to": [{"namespaceSelector": ns("openova-system"),
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "powerdns"}}}],
+        "ports": [{"port": 8081, "protocol": "TCP"}],
+    }
+    # Added to the default rules, which stay as they are; the migration Job gets none.
+    spec, before = (r.one("NetworkPolicy", "pool-domain-manager")["spec"] for r in (pdns, default))
+    assert [r for r in spec["egress"] if r != rule] == before["egress"] and spec["ingress"] == before["ingress"]
+    assert pdns.one("NetworkPolicy", "pool-domain-manager-migrate") == default.one(
+        "NetworkPolicy", "pool-domain-manager-migrate")
+    # Configurable: namespace, namespace labels, pod labels, port; or off.
+    (rule,) = powerdns_egress(Rendered({**pdns_values(), "networkPolicy": {"egress": {"powerdns": {
+        "namespace": "dns", "podLabels": {"app.kubernetes.io/name": None, "app": "pdns"}}}}}))
+    assert rule["to"] == [{"namespaceSelector": ns("dns"), "podSelector": {"matchLabels": {"app": "pdns"}}}]
+    spec = Rendered({**pdns_values(), "networkPolicy": {"egress": {"powerdns": {
+        "namespaceLabels": {"team": "dns"}, "podLabels": None, "port": 9081}}}}).one(
+        "NetworkPolicy", "pool-domain-manager")["spec"]
+    (rule,) = [r for r in spec["egress"] if rule_ports(r) == {(9081, "TCP")}]
+    assert rule["to"] == [{"namespaceSelector": {"matchLabels": {"team": "dns"}}}]
+    off = Rendered({**pdns_values(), "networkPolicy": {"egress": {"powerdns": {"enabled": False}}}})
+    assert powerdns_egress(off) == [] and len(off.one("NetworkPolicy", "pool-domain-manager")["spec"]["egress"]) == 3
+
+
+def test_powerdns_render_lints_clean():
+    report = helm.lint(CHART, pdns_values(nameservers=["ns1.openova.io"], poolDns="openova.io=dynadot"),
+                       strict=True, namespace=NAMESPACE)
+    assert report["errors"] == [] and [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_the_rendered_powerdns_environment_starts_the_service(pdns):
+    # ConfigMap + literal env + the secrets (placeholder values): every pool on PowerDNS.
+    env = pod_environment(pdns, POD_SECRETS)
+    settings = load_settings(env)
+    assert settings.managed_domains == ("omani.works",)  # from the old registrar secret's `domain`
+    assert all(settings.dns_backend(pool) == "powerdns" for pool in settings.managed_domains)
+    assert settings.pdns_base_url == PDNS_URL and settings.pdns_api_key == "pdns-old-key"
+    assert settings.pdns_server_id == "localhost"
+    assert settings.nameservers == ("ns1.openova.io", "ns2.openova.io", "ns3.openova.io")
+    assert settings.pool_dns == {} and settings.ds_check_nameserver is None
+    # Both default pools, every one on PowerDNS, with every optional setting.
+    rendered = Rendered(pdns_values(nameservers=["ns1.openova.io", "ns2.openova.io"], serverId="localhost",
+                                    poolDns="omani.works=powerdns,openova.io=powerdns",
+                                    dsCheckNameserver="1.1.1.1:53"))
+    env = pod_environment(rendered, {**POD_SECRETS, "dynadot-api-credentials": {"api-key": "k"}})
+    settings = load_settings(env)
+    assert settings.managed_domains == ("omani.works", "openova.io")
+    assert [settings.dns_backend(p) for p in settings.managed_domains] == ["powerdns", "powerdns"]
+    assert settings.nameservers == ("ns1.openova.io", "ns2.openova.io")
+    assert settings.ds_check_nameserver == "1.1.1.1:53"
+    # One pool kept on Dynadot.
+    mixed = Rendered(pdns_values(poolDns="openova.io=dynadot"))
+    settings = load_settings(pod_environment(mixed, {**POD_SECRETS, "dynadot-api-credentials": {"api-key": "k"}}))
+    assert {p: settings.dns_backend(p) for p in settings.managed_domains} == {
+        "omani.works": "powerdns", "openova.io": "dynadot"}
+    # Without the PowerDNS key the kubelet does not start the container.
+    with pytest.raises(MissingSecretKey, match="PDM_PDNS_API_KEY"):
+        pod_environment(pdns, {**POD_SECRETS, "powerdns-api-credentials": {}})
 
 
 # --- the image ----------------------------------------------------------------------------

@@ -1,12 +1,14 @@
 """`./dev run` as a newcomer meets it: started as a process (its own process group, its
 own ports, its local state in a temporary PDM_LOCAL_DIR), the `curl` lines it prints
 pasted into bash as they are, stopped with Ctrl-C (SIGINT to the group) and started
-again -- the fake registrar's zone and the database still agree -- and `--fresh`.
+again -- the fake registrar's zone and the database still agree -- and `--fresh`; with
+`--powerdns`, the printed `dig` line shows the tenant's signed records.
 
 Every wait polls for an event (a port answering, the process group gone) under one
 deadline per test; nothing asserts how long something took."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,6 +24,8 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
+from pdm_app.powerdns.local_server import LocalPowerDns
+from pdm_app.powerdns.local_server import free_port as free_dns_port
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL = "omani.works"
@@ -302,3 +306,107 @@ def test_dev_run_fresh_and_reset_start_over(dev_env, tmp_path):
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in local.iterdir()) == ["notes.txt"]
+
+
+def pdns_servers_of(pdns_dir: Path) -> list[int]:
+    """The pids of the live pdns_server processes serving ``pdns_dir`` (that run's, no other)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+            state = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if (argv and os.path.basename(argv[0]) == b"pdns_server" and state != "Z"
+                and f"--config-dir={pdns_dir}".encode() in argv):
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+def port_refuses(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+@pytest.mark.powerdns
+def test_dev_run_with_powerdns_publishes_a_signed_tenant(dev_env, tmp_path):
+    ok, why = LocalPowerDns.available()
+    if not ok:
+        if os.environ.get("PDM_REQUIRE_POWERDNS") == "1":
+            pytest.fail(f"PowerDNS is required (PDM_REQUIRE_POWERDNS=1): {why}")
+        pytest.skip(why)
+    if shutil.which("dig") is None:
+        pytest.skip("the printed dig line needs dig (apt-get install dnsutils)")
+    deadline = Deadline(DEADLINE)
+    api_port, dns_port = free_port(), free_dns_port()  # the DNS port free for UDP too
+    dev_env.update(PDM_LOCAL_PDNS_API_PORT=str(api_port), PDM_LOCAL_PDNS_DNS_PORT=str(dns_port))
+    pdns_dir = Path(dev_env["PDM_LOCAL_DIR"]).resolve() / "pdns"
+    run = DevRun(dev_env, tmp_path / "run.log", deadline, "--powerdns").start()
+    pdns_pgids: set[int] = set()
+    try:
+        try:
+            run.wait_ready()
+            assert (f"local PowerDNS: API on http://127.0.0.1:{api_port} (key in {pdns_dir}/api-key), "
+                    f"DNS on 127.0.0.1:{dns_port}") in run.output()
+            # This run's pdns_server: in a session of its own, so not in ./dev's group.
+            [pdns_pid] = deadline.wait_for("this run's pdns_server", lambda: pdns_servers_of(pdns_dir))
+            pdns_pgids.add(os.getpgid(pdns_pid))
+            assert listening_addresses(api_port) == {"127.0.0.1"}
+            assert listening_addresses(dns_port) == {"127.0.0.1"}
+            status, body = http(f"http://127.0.0.1:{api_port}/api/v1/servers/localhost")
+            assert status == 401, body  # PowerDNS's API, which wants its key
+
+            # The lines as printed, up to the list (the dig line among them), pasted in order.
+            lines = run.try_block()
+            last = next(i for i, line in enumerate(lines) if re.search(r"/list\b", line))
+            digs = [line for line in lines if line.startswith("dig ")]
+            assert digs == [f"dig @127.0.0.1 -p {dns_port} +dnssec console.acme.{POOL} A"], lines
+            results = paste(lines[:last + 1], deadline)
+            by_path = {}
+            for line, printed, status in results:
+                for name in ("check", "reserve", "commit", "list"):
+                    if re.search(rf"/{re.escape(name)}\b", line):
+                        by_path[name] = (printed, status)
+                if line in digs:
+                    by_path["dig"] = (printed, status)
+            assert set(by_path) == {"check", "reserve", "commit", "dig", "list"}, results
+            assert by_path["check"][1] == 200 and json.loads(by_path["check"][0])["available"] is True
+            assert by_path["reserve"][1] == 201  # its answer went into RESERVATION_TOKEN
+            commit_body, commit_status = by_path["commit"]
+            assert commit_status == 200, commit_body
+            assert json.loads(commit_body)["state"] == "active"
+            assert by_path["list"][1] == 200
+            assert [(a["subdomain"], a["state"], a["dnsPending"])
+                    for a in json.loads(by_path["list"][0])["allocations"]] == [("acme", "active", False)]
+
+            # The tenant's own signed zone answers over DNS: the A record and its signature.
+            dug = by_path["dig"][0]
+            assert "status: NOERROR" in dug and ";; ANSWER SECTION:" in dug, dug
+            answer = dug.split(";; ANSWER SECTION:", 1)[1].split("\n\n", 1)[0]
+            records = [line.split() for line in answer.splitlines() if line.strip()]
+            assert records and all(r[0] == f"console.acme.{POOL}." and r[2] == "IN" for r in records), dug
+            assert [r[4] for r in records if r[3] == "A"] == [LB], dug
+            # RRSIG: type covered, algorithm (13, ECDSA P-256), ..., signer (the tenant's zone).
+            rrsigs = [r for r in records if r[3] == "RRSIG"]
+            assert [(r[4], r[5], r[11]) for r in rrsigs] == [("A", "13", f"acme.{POOL}.")], dug
+        finally:
+            run.stop()
+        # Ctrl-C took the local PowerDNS down with the rest: no pdns_server of this run is
+        # left, nor anything in its process group, and nothing answers on its API port.
+        deadline.wait_for("this run's pdns_server to exit", lambda: not pdns_servers_of(pdns_dir) and not any(
+            group_alive(pgid) for pgid in pdns_pgids))
+        assert port_refuses(api_port)
+    finally:
+        # Whatever failed above, leave no pdns_server of this run behind.
+        for pid in pdns_servers_of(pdns_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pgid in pdns_pgids:
+            if group_alive(pgid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGKILL)

@@ -40,7 +40,7 @@ def recover(app):
     """The registrar is back (and any throttle pause it asked for is over): one pass."""
     publisher = app.extensions["pdm"].publisher
     with publisher.uow() as tx:
-        tx.update_registrar_account(publisher.account, paused_until=None)
+        tx.update_registrar_account(publisher.default.account, paused_until=None)
     assert publisher.publish(POOL, [], budget=None)
 
 

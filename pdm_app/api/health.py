@@ -21,13 +21,13 @@ def _pdm():
 def healthz():
     pdm = _pdm()
     try:
-        pdm.service.ping()
+        dns = pdm.service.dns_health()
     except Exception as exc:  # any failure to reach the database is "unhealthy"
         log.warning("health check: database unreachable (%s)", type(exc).__name__)
         return jsonify(status="unhealthy", error="database-unreachable",
                        detail="the database cannot be reached"), 503
     return jsonify(schemas.HealthSchema().dump({"status": "ok", "managedDomains": sorted(pdm.settings.managed_domains),
-                                                "registrars": pdm.nameservers.supported()}))
+                                                "registrars": pdm.nameservers.supported(), "dns": dns}))
 
 
 def schema_is_current(revision: str | None) -> bool:

@@ -79,6 +79,9 @@ OPERATIONS = [
     (f"{POOL}/drift", "get", "One read of the zone compared with the table, per name (operators)", None,
      {200: ("What the zone lacks, holds wrongly or holds over", schemas.DriftSchema)},
      (401, 403, 422, 502, 503), (), True),
+    ("/api/v1/pools", "get", "Every pool: tenants, pending DNS, zone state; a PowerDNS pool's own DS and whether "
+     "its registrar publishes it (operators)", None, {200: ("The pools", schemas.PoolsSchema)},
+     (401, 403, 503), (), True),
     (f"{REGISTRAR}/validate", "post", "Check a customer's registrar credentials and that the domain is theirs",
      schemas.ValidateRequest, {200: ("Valid", schemas.ValidatedSchema)}, REGISTRAR_ERRORS, (), True),
     (f"{REGISTRAR}/set-ns", "post", "Delegate a customer's domain to these nameservers at their registrar",

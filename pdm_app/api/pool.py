@@ -113,3 +113,13 @@ def history(domain: str):
 @requires(OPERATOR)
 def drift(domain: str):
     return jsonify(schemas.DriftSchema().dump(service().drift(domain)))
+
+
+# Every pool at once, for operators: /api/v1/pools.
+pools_bp = Blueprint("pools", __name__, url_prefix="/api/v1")
+
+
+@pools_bp.get("/pools")
+@requires(OPERATOR)
+def pools():
+    return jsonify(schemas.PoolsSchema().dump({"pools": service().pools()}))

@@ -135,6 +135,34 @@ def dump_pool_list(listing) -> dict:
     })
 
 
+class DsCheckSchema(Schema):
+    # published, missing, different or unknown
+    status = fields.String()
+    found = fields.List(fields.String())
+    detail = fields.String()
+
+
+class PoolStatusSchema(Schema):
+    poolDomain = fields.String(attribute="pool_domain")
+    active = fields.Integer()
+    reserved = fields.Integer()
+    pendingDnsCount = fields.Integer(attribute="pending")
+    dnsBlocked = fields.Nested(BlockedSchema, attribute="blocked", allow_none=True)
+    # The last good read of the pool's DNS; null before the first.
+    syncedAt = Timestamp(attribute="synced_at", allow_none=True)
+    foreignSubhostRecords = fields.Integer(attribute="foreign_subhost_records", allow_none=True)
+    # dynadot or powerdns
+    dnsBackend = fields.String(attribute="dns_backend")
+    # PowerDNS pools: the DS lines the pool domain's registrar must publish, and whether
+    # it does.
+    poolDs = fields.List(fields.String(), attribute="ds")
+    poolDsCheck = fields.Nested(DsCheckSchema, attribute="ds_check", allow_none=True)
+
+
+class PoolsSchema(Schema):
+    pools = fields.List(fields.Nested(PoolStatusSchema))
+
+
 class WrongAddressSchema(Schema):
     host = fields.String()
     found = fields.List(fields.String())
@@ -220,11 +248,23 @@ class ReleasePendingSchema(Schema):
     freed = fields.Nested(AllocationSchema)
 
 
+class DnsHealthSchema(Schema):
+    backend = fields.String()
+    pendingChanges = fields.Integer()
+    oldestPendingSeconds = fields.Float(allow_none=True)
+    # The last error of the oldest pending change (redacted); null when none failed.
+    lastError = fields.String(allow_none=True)
+    blocked = fields.String(allow_none=True)
+
+
 class HealthSchema(Schema):
     status = fields.String()
     managedDomains = fields.List(fields.String())
     # The customers' registrars this service can validate and flip.
     registrars = fields.List(fields.String())
+    # Per pool: where its DNS lives and whether changes wait on it (a DNS outage shows
+    # here and in /metrics; the service itself stays healthy and ready).
+    dns = fields.Dict(keys=fields.String(), values=fields.Nested(DnsHealthSchema))
 
 
 # -- a customer's own domain at their registrar -------------------------------------------

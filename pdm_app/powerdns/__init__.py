@@ -1,0 +1,1 @@
+"""PowerDNS: the tenant-zone backend."""

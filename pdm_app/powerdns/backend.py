@@ -1,0 +1,222 @@
+"""A pool whose DNS PowerDNS serves: one signed zone per tenant, delegated (NS + DS) from
+the pool's own signed zone. A pass reads what the server holds, plans with ``plan.py``
+and applies it step by step; every step is safe to repeat, so a pass cut short anywhere
+(a 5xx, PowerDNS down, the process killed) is finished by the next one.
+
+The order of a pass: the pool's zone (created and signed if missing); each tenant zone
+(created, keyed, records written, rectified if needed); then ONE write of the pool's zone
+with every delegation change (new NS + DS, and the removals); only then the removed
+tenants' zones and any surplus keys are deleted.
+"""
+from __future__ import annotations
+
+import logging
+
+from .. import domain
+from ..dns_plan import NameDrift
+from ..dns_sync import Converged, PassIO, Snapshot, account_id
+from ..locks import DatabaseLock
+from ..registrar import Record
+from . import plan
+from .client import PowerDnsClient, absolute
+from .plan import ACCOUNT, Delegation, ParentZone, PoolDns, TenantZone
+
+log = logging.getLogger(__name__)
+
+
+def adopted_names(adopt: frozenset[str]) -> frozenset[str]:
+    """The names an operator's reconcile removes: the drift report's "zone X.pool." and
+    "delegation X" orphans."""
+    names = set()
+    for item in adopt:
+        kind, _, rest = item.partition(" ")
+        if kind == "zone":
+            names.add(rest.split(".", 1)[0])
+        elif kind == "delegation":
+            names.add(rest)
+    return frozenset(names)
+
+
+class PowerDnsZones:
+    kind = "powerdns"
+
+    def __init__(self, client: PowerDnsClient, lock: DatabaseLock, *, account_key: str,
+                 record_names: tuple[str, ...], nameservers: tuple[str, ...], pools: tuple[str, ...] = ()):
+        self.client = client
+        # A pool may sit under another (omantel.omani.works under omani.works): its zone
+        # and delegation are never taken for a tenant's.
+        self.pools = frozenset(absolute(p) for p in pools)
+        self.lock = lock
+        self.account = account_id(account_key)
+        self.record_names = record_names
+        self.nameservers = tuple(sorted(absolute(n) for n in nameservers))
+        self.min_interval = 0.0
+
+    # -- reading -------------------------------------------------------------------------
+
+    def read(self, pool: str, io: PassIO) -> PoolDns:
+        parent = io.call("pdns-get-zone", self.client.get_zone, pool)
+        listed = io.call("pdns-list-zones", self.client.list_zones)
+        suffix = "." + absolute(pool)
+        zones = {}
+        for z in listed:
+            name = absolute(z.get("name") or "")
+            if name.endswith(suffix) and "." not in name[: -len(suffix)] and name not in self.pools:
+                zones[name[: -len(suffix)]] = z.get("account") or ""
+        view = PoolDns(pool, None, zones)
+        if parent is not None:
+            keys = io.call("pdns-list-keys", self.client.list_keys, pool)
+            _, _, children, has_soa = plan.parse_zone_rrsets(pool, parent)
+            children = {sub: rr for sub, rr in children.items() if f"{sub}{suffix}" not in self.pools}
+            view.parent = ParentZone(
+                tuple(plan.key_from_api(k) for k in keys),
+                {sub: Delegation(rr.get("NS", ()), rr.get("DS", ())) for sub, rr in children.items()},
+                bool(parent.get("api_rectify")),
+                has_soa,
+                str(parent.get("soa_edit_api") or "DEFAULT"),
+            )
+        return view
+
+    def read_tenant(self, pool: str, sub: str, io: PassIO) -> TenantZone | None:
+        name = f"{sub}.{absolute(pool)}"
+        zone = io.call("pdns-get-zone", self.client.get_zone, name)
+        if zone is None:
+            return None
+        keys = io.call("pdns-list-keys", self.client.list_keys, name)
+        a_records, apex_ns, _, has_soa = plan.parse_zone_rrsets(pool, zone)
+        return TenantZone(sub, zone.get("account") or "", a_records, apex_ns,
+                          tuple(plan.key_from_api(k) for k in keys), bool(zone.get("api_rectify")), has_soa,
+                          str(zone.get("soa_edit_api") or "DEFAULT"))
+
+    # -- the pass ------------------------------------------------------------------------
+
+    def converge(self, pool: str, snap: Snapshot, io: PassIO, *, accept: bool, adopt: frozenset[str]) -> Converged:
+        touched: dict[str, list[str]] = {}
+        view = self.read(pool, io)
+        pool_keys = self._ensure_pool_zone(pool, view, io)
+        work = {w.subdomain for w in snap.work}
+        adopted = adopted_names(adopt)
+        gone = plan.removals(view, snap.active, snap.owned, adopted)
+        # Without work this is a resync, a reconcile or a first read: check every tenant.
+        for sub in plan.to_read(view, snap.active, work, self.nameservers, everything=not snap.work or accept):
+            # A zone not in the list just read (under the lock) is not there.
+            view.tenants[sub] = self.read_tenant(pool, sub, io) if sub in view.zones else None
+
+        delegations = view.parent.delegations if view.parent else {}
+        parent_rrsets: list[dict] = []
+        surplus: dict[str, list[int]] = {}
+        for sub, zone in sorted(view.tenants.items()):
+            tenant = plan.plan_tenant(pool, sub, snap.active[sub], zone, self.record_names, self.nameservers)
+            keys = self._apply_tenant(pool, tenant, zone, snap.active[sub], io)
+            if tenant.changes:
+                touched.setdefault(sub, []).extend(tenant.changes)
+            key = plan.kept_key(keys)
+            want = Delegation(self.nameservers, key.ds if key else ())
+            if delegations.get(sub) != want:
+                parent_rrsets += plan.delegation_rrsets(pool, sub, want)
+                touched.setdefault(sub, []).append("delegation (NS, DS)")
+            extra = [k.id for k in plan.extra_keys(keys)]
+            if extra:
+                surplus[sub] = extra
+        for sub in gone:
+            if sub in delegations:
+                parent_rrsets += plan.delegation_rrsets(pool, sub, None)
+                touched.setdefault(sub, []).append("delegation removed")
+
+        if parent_rrsets:
+            # One write of the pool's zone. The names it delegates are the service's
+            # before it is sent.
+            io.own(set(snap.active) & set(view.tenants))
+            io.write("pdns-patch-rrsets", self.client.patch_rrsets, pool, parent_rrsets)
+        # Only now, with nothing in the parent pointing at them, zones and keys go.
+        for sub in gone:
+            if sub in view.zones:
+                io.write("pdns-delete-zone", self.client.delete_zone, f"{sub}.{absolute(pool)}")
+                touched.setdefault(sub, []).append("zone deleted")
+        for sub, ids in sorted(surplus.items()):
+            for key_id in ids:
+                io.write("pdns-delete-key", self.client.delete_key, f"{sub}.{absolute(pool)}", key_id)
+            touched.setdefault(sub, []).append(f"{len(ids)} surplus key(s) deleted")
+
+        pool_ds = plan.kept_key(pool_keys).ds if plan.kept_key(pool_keys) else ()
+        return Converged(
+            touched=touched,
+            owned=frozenset(snap.active),
+            removing=frozenset(gone),
+            state=dict(foreign_subhost_records=0, foreign_records=None, ds_records="\n".join(pool_ds) or None),
+        )
+
+    def _ensure_pool_zone(self, pool: str, view: PoolDns, io: PassIO) -> tuple:
+        """The pool's own zone, created and signed if it is not (the job leader's first
+        resync does this; nothing does it at start-up)."""
+        if view.parent is None:
+            io.write("pdns-create-zone", self.client.create_zone, plan.new_zone_body(pool, self.nameservers))
+            view.parent = ParentZone((), {}, True)
+            log.info("created the zone of pool %s in PowerDNS", pool)
+        else:
+            # A zone made elsewhere (the previous service's): delegations need the zone
+            # rectified after each write, and INCEPTION-EPOCH froze its serial.
+            fields = {"api_rectify": True} if not view.parent.api_rectify else {}
+            if view.parent.soa_edit_api != "DEFAULT":
+                fields["soa_edit_api"] = "DEFAULT"
+            if fields:
+                io.write("pdns-update-zone", self.client.update_zone, pool, fields)
+            if not view.parent.has_soa:
+                io.write("pdns-patch-rrsets", self.client.patch_rrsets, pool, [plan.soa_rrset(pool, self.nameservers)])
+        keys = view.parent.keys
+        if plan.kept_key(keys) is None:
+            key = plan.key_from_api(io.write("pdns-add-key", self.client.add_key, pool))
+            io.write("pdns-rectify", self.client.rectify, pool)
+            keys = keys + (key,)
+            view.parent = ParentZone(keys, view.parent.delegations, view.parent.api_rectify, True)
+            log.info("signed the zone of pool %s (key %d); its DS must be at the pool's registrar: %s",
+                     pool, key.id, " / ".join(key.ds))
+        return keys
+
+    def _apply_tenant(self, pool: str, tenant: plan.TenantPlan, zone: TenantZone | None, ip: str,
+                      io: PassIO) -> tuple:
+        """Carry out one tenant zone's plan; the zone's keys afterwards."""
+        name = f"{tenant.sub}.{absolute(pool)}"
+        keys = zone.keys if zone is not None else ()
+        if not tenant.writes:
+            return keys
+        # The name is the service's before anything of it exists on the server.
+        io.own({tenant.sub})
+        if tenant.create and not io.write("pdns-create-zone", self.client.create_zone,
+                                          plan.new_zone_body(name, self.nameservers)):
+            # It exists after all (a create whose answer was lost): read it, plan again.
+            existing = self.read_tenant(pool, tenant.sub, io)
+            if existing is not None:
+                again = plan.plan_tenant(pool, tenant.sub, ip, existing, self.record_names, self.nameservers)
+                return self._apply_tenant(pool, again, existing, ip, io)
+        if tenant.fields:
+            io.write("pdns-update-zone", self.client.update_zone, name, tenant.fields)
+        if tenant.add_key:
+            # Never a second key: the pass that planned this read the keys (or made the
+            # zone) moments ago under the same lock.
+            keys = keys + (plan.key_from_api(io.write("pdns-add-key", self.client.add_key, name)),)
+        if tenant.rrsets:
+            io.write("pdns-patch-rrsets", self.client.patch_rrsets, name, tenant.rrsets)
+        if tenant.rectify:
+            io.write("pdns-rectify", self.client.rectify, name)
+        return keys
+
+    # -- drift ---------------------------------------------------------------------------
+
+    def drift(self, pool: str, snap: Snapshot, io: PassIO) -> tuple[list[NameDrift], list[Record]]:
+        view = self.read(pool, io)
+        for sub in snap.active:
+            view.tenants[sub] = self.read_tenant(pool, sub, io) if sub in view.zones else None
+        shaped = set()
+        for sub, account in view.zones.items():
+            if sub in snap.states or account == ACCOUNT:
+                continue
+            zone = self.read_tenant(pool, sub, io)
+            hosts = set(zone.a_records) if zone else set()
+            if len(hosts & set(domain.tenant_hosts(sub, self.record_names))) >= 2:
+                shaped.add(sub)
+        names = plan.diff_pool(view, snap.states, snap.active, self.record_names, self.nameservers, snap.owned,
+                               shaped)
+        if view.parent is None:
+            names.insert(0, NameDrift("", None, missing=[f"zone {absolute(pool)} (the pool's own)"]))
+        return names, []

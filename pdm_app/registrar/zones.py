@@ -1,0 +1,48 @@
+"""A pool whose DNS is its zone at Dynadot: the pass reads the whole zone, plans it
+(``dns_plan.plan_zone``) and writes the whole zone back once, if it changed."""
+from __future__ import annotations
+
+from ..dns_plan import NameDrift, desired_hosts, diff_zone, lost_foreign, plan_zone
+from ..dns_sync import Converged, PassIO, Snapshot, account_id, foreign_json
+from ..locks import DatabaseLock
+from . import Record, Registrar, Zone
+
+
+class DynadotZones:
+    kind = "dynadot"
+
+    def __init__(self, registrar: Registrar, lock: DatabaseLock, *, key: str, record_names: tuple[str, ...],
+                 min_interval: float, max_subhost_records: int | None = None, max_apex_records: int | None = None):
+        self.registrar = registrar
+        self.lock = lock
+        self.account = account_id(key)
+        self.record_names = record_names
+        self.min_interval = min_interval
+        self.max_subhost_records = max_subhost_records
+        self.max_apex_records = max_apex_records
+
+    def read(self, pool: str, io: PassIO) -> Zone:
+        return io.call("get_dns", self.registrar.get_zone, pool)
+
+    def converge(self, pool: str, snap: Snapshot, io: PassIO, *, accept: bool, adopt: frozenset[str]) -> Converged:
+        current = self.read(pool, io)
+        plan = plan_zone(current, snap.active, self.record_names, snap.owned | adopt, snap.last_foreign,
+                         accept=accept, max_subhost_records=self.max_subhost_records,
+                         max_apex_records=self.max_apex_records)
+        if plan.changed:
+            io.own(plan.owned)
+            # A failed write may still be applied later (Dynadot has been seen doing so):
+            # io.write has the zone read again once that could have happened.
+            io.write("set_dns2", self.registrar.set_zone, plan.zone)
+        return Converged(
+            touched=plan.touched,
+            owned=plan.owned,
+            removing=plan.removing,
+            state=dict(foreign_subhost_records=plan.foreign_subhost_records, foreign_records=foreign_json(plan.foreign)),
+        )
+
+    def drift(self, pool: str, snap: Snapshot, io: PassIO) -> tuple[list[NameDrift], list[Record]]:
+        zone = self.read(pool, io)
+        names = diff_zone(zone, snap.states, snap.active, self.record_names, snap.owned)
+        lost = lost_foreign(zone, set(desired_hosts(snap.active, self.record_names)) | snap.owned, snap.last_foreign)
+        return names, lost

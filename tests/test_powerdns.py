@@ -1,0 +1,537 @@
+"""Pools on PowerDNS, against a real PowerDNS server (``powerdns`` fixtures): signed tenant
+zones delegated with NS and DS, checked over DNS with dnspython's DNSSEC validation; the
+faults of powerdns.md §6 (a 5xx or a lost answer at each step, PowerDNS stopped
+mid-commit, the process killed between steps) each converge to the table, with one key
+per zone and never a lame delegation."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import dns.query
+import dns.rdataclass
+import dns.rdatatype
+import dns.zone
+import pytest
+import requests
+from conftest import POOL, POOLS, Gunicorn, make_settings
+from powerdns_support import assert_tenant_gone, query, validate_chain
+
+from pdm_app import create_app
+from pdm_app.powerdns.client import PowerDnsClient
+
+LB = "198.51.100.7"
+OTHER_LB = "203.0.113.20"
+NAMESERVERS = ("ns1.openova.io", "ns2.openova.io", "ns3.openova.io")
+# PDM_TENANT_RECORDS' default, as names to look up ("anything" answers through "*").
+NAMES = ("console", "gitea", "harbor", "admin", "api", "anything")
+
+
+def pdns_settings(db_url, fake, api_url, api_key, **overrides):
+    return make_settings(db_url, fake, pdns_base_url=api_url, pdns_api_key=api_key, nameservers=NAMESERVERS,
+                         **overrides)
+
+
+@pytest.fixture
+def make_app(app_factory, db_url, powerdns, powerdns_proxy):
+    """Apps on the test database with every pool on PowerDNS, reached through the fault
+    proxy (so a test can see and break each call)."""
+    return lambda **overrides: app_factory(db_url, pdns_base_url=powerdns_proxy.url,
+                                           pdns_api_key=powerdns.api_key, nameservers=NAMESERVERS, **overrides)
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+class Api:
+    """PowerDNS's API, as an operator's hand edits it (not through the service)."""
+
+    def __init__(self, server):
+        self.base = server.server_url
+        self.headers = {"X-API-Key": server.api_key}
+
+    def get(self, path):
+        return requests.get(self.base + path, headers=self.headers, timeout=10)
+
+    def zone(self, name):
+        answer = self.get(f"/zones/{name}.")
+        return None if answer.status_code == 404 else answer.json()
+
+    def zones(self):
+        return sorted(z["name"] for z in self.get("/zones").json())
+
+    def keys(self, zone):
+        return self.get(f"/zones/{zone}./cryptokeys").json()
+
+    def patch(self, zone, rrsets):
+        answer = requests.patch(f"{self.base}/zones/{zone}.", json={"rrsets": rrsets}, headers=self.headers,
+                                timeout=10)
+        assert answer.status_code == 204, answer.text
+
+    def rrset(self, zone, name, rtype):
+        for rr in self.zone(zone)["rrsets"]:
+            if rr["name"] == name + "." and rr["type"] == rtype:
+                return sorted(r["content"] for r in rr["records"])
+        return []
+
+
+@pytest.fixture
+def api(powerdns):
+    return Api(powerdns)
+
+
+def reserve(client, sub, pool=POOL):
+    answer = client.post(f"/api/v1/pool/{pool}/reserve", json={"subdomain": sub})
+    assert answer.status_code == 201, answer.get_json()
+    return answer.get_json()["reservationToken"]
+
+
+def commit(client, sub, token, ip=LB, pool=POOL):
+    return client.post(f"/api/v1/pool/{pool}/commit",
+                       json={"subdomain": sub, "reservationToken": token, "loadBalancerIP": ip})
+
+
+def reserve_commit(client, sub, ip=LB, status=200):
+    answer = commit(client, sub, reserve(client, sub), ip)
+    assert answer.status_code == status, answer.get_json()
+    return answer
+
+
+def release(client, sub, status=200):
+    answer = client.delete(f"/api/v1/pool/{POOL}/release", json={"subdomain": sub})
+    assert answer.status_code == status, answer.get_json()
+    return answer
+
+
+def addresses(server, name):
+    answer = query(server, name, "A")
+    return sorted(rdata.address for rrset in answer.answer if rrset.rdtype == 1 for rdata in rrset)
+
+
+def assert_tenant_right(powerdns, api, sub, ip=LB):
+    """The tenant's chain validates from the pool's key, every name answers ``ip``, and
+    the zone holds exactly one key: ECDSA P-256 (13), a CSK."""
+    story = validate_chain(powerdns.dns_server, POOL, f"{sub}.{POOL}", names=NAMES)
+    for name in NAMES:
+        assert addresses(powerdns.dns_server, f"{name}.{sub}.{POOL}") == [ip]
+    keys = api.keys(f"{sub}.{POOL}")
+    assert [(k["algorithm"], k["flags"], k["active"]) for k in keys] == [("ECDSAP256SHA256", 257, True)]
+    ds = [line for line in keys[0]["ds"] if line.split()[2] == "2"]
+    assert api.rrset(POOL, f"{sub}.{POOL}", "DS") == ds  # SHA-256 only
+    # Over DNS: the pool's zone (as a transfer shows it) delegates with NS and DS.
+    parent = dns.zone.from_xfr(dns.query.xfr(powerdns.dns_server[0], POOL, port=powerdns.dns_server[1]))
+    at = parent.get_node(sub)
+    assert sorted(str(r) for r in at.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS)) == sorted(
+        n + "." for n in NAMESERVERS)
+    assert [str(r) for r in at.get_rdataset(dns.rdataclass.IN, dns.rdatatype.DS)] == ds
+    return story
+
+
+def assert_no_lame_delegation(api):
+    """Every delegation in the pool's zone points at a zone that exists."""
+    for rr in api.zone(POOL)["rrsets"]:
+        if rr["type"] in ("NS", "DS") and rr["name"] != POOL + ".":
+            assert api.zone(rr["name"].rstrip(".")) is not None, f"{rr['name']} {rr['type']} points at no zone"
+
+
+def key_posts(proxy, sub="acme"):
+    """How many keys were asked for the tenant's zone: one, ever, whatever failed."""
+    return sum(1 for c in proxy.calls if c.method == "POST" and c.path.endswith(f"/{sub}.{POOL}./cryptokeys"))
+
+
+def pass_now(app):
+    return app.extensions["pdm"].service.retry_dns(POOL)[POOL]
+
+
+# -- the lifecycle ----------------------------------------------------------------------
+
+
+def test_reserve_touches_no_dns_and_commit_publishes_a_validating_chain(app, powerdns, powerdns_proxy, api):
+    client = app.test_client()
+    token = reserve(client, "acme")
+    assert powerdns_proxy.calls == []  # no zone, key or delegation for a name that may never commit
+    answer = commit(client, "acme", token)
+    assert answer.status_code == 200 and answer.get_json()["state"] == "active"
+
+    story = assert_tenant_right(powerdns, api, "acme")
+    assert story[-1] == "; chain validated"
+    # The pool's own zone was made and signed on the way, and its SOA is the service's.
+    assert [k["algorithm"] for k in api.keys(POOL)] == ["ECDSAP256SHA256"]
+    soa = api.rrset(f"acme.{POOL}", f"acme.{POOL}", "SOA")[0].split()
+    assert soa[0] == "ns1.openova.io." and soa[-1] == "60"  # short negative TTL
+    assert api.zone(f"acme.{POOL}")["account"] == "pool-domain-manager"
+    # Reserve wrote nothing, commit wrote: the pool's zone, then the tenant's, then ONE
+    # write of the pool's zone with NS and DS.
+    writes = [(c.method, c.path.rsplit("/", 2)[-2:]) for c in powerdns_proxy.calls if c.method != "GET"]
+    parent_patches = [w for w in writes if w[0] == "PATCH" and w[1][-1] == POOL + "."]
+    assert len(parent_patches) == 1
+
+
+def test_a_repeated_commit_reapplies_the_records_and_answers_200(app, powerdns, powerdns_proxy, api):
+    client = app.test_client()
+    token = reserve(client, "acme")
+    assert commit(client, "acme", token).status_code == 200
+    # Someone removes a record and the DS by hand; the retried commit puts both back.
+    api.patch(f"acme.{POOL}", [{"name": f"console.acme.{POOL}.", "type": "A", "changetype": "DELETE"}])
+    api.patch(POOL, [{"name": f"acme.{POOL}.", "type": "DS", "changetype": "DELETE"}])
+    again = commit(client, "acme", token)
+    assert again.status_code == 200
+    assert_tenant_right(powerdns, api, "acme")
+    assert key_posts(powerdns_proxy) == 1
+
+
+def test_release_removes_ds_and_ns_first_then_the_zone_and_leaves_nothing(app, powerdns, powerdns_proxy, api):
+    client = app.test_client()
+    reserve_commit(client, "acme")
+    reserve_commit(client, "beta", ip=OTHER_LB)
+    powerdns_proxy.reset_calls()
+
+    release(client, "acme")
+    writes = [(c.method, c.path) for c in powerdns_proxy.calls if c.method != "GET"]
+    assert writes == [("PATCH", f"/api/v1/servers/localhost/zones/{POOL}."),
+                      ("DELETE", f"/api/v1/servers/localhost/zones/acme.{POOL}.")]
+    assert api.zone(f"acme.{POOL}") is None  # its keys go with it
+    assert api.rrset(POOL, f"acme.{POOL}", "NS") == [] and api.rrset(POOL, f"acme.{POOL}", "DS") == []
+    assert_tenant_gone(powerdns.dns_server, POOL, f"acme.{POOL}", names=NAMES)
+    # The neighbour is untouched.
+    assert_tenant_right(powerdns, api, "beta", OTHER_LB)
+
+
+def test_a_lapsed_reservation_leaves_no_dns(app, powerdns_proxy, api):
+    client = app.test_client()
+    reserve(client, "ghost")
+    pdm = app.extensions["pdm"]
+    from datetime import timedelta
+
+    from pdm_app.domain import utcnow
+
+    pdm.service.clock = lambda: utcnow() + timedelta(hours=1)
+    assert pdm.service.sweep() == 1
+    assert powerdns_proxy.calls == [] and api.zones() == []
+
+
+# -- the pool's own zone -------------------------------------------------------------------
+
+
+def test_the_pool_zone_is_made_by_the_job_leader_not_at_start(make_app, powerdns, powerdns_proxy, api, fake):
+    app = make_app()
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 200 and client.get("/healthz").status_code == 200
+    assert powerdns_proxy.calls == [] and api.zones() == []
+
+    pdm = app.extensions["pdm"]
+    # What the leader's retry job runs: a resync of every managed pool.
+    assert pdm.publisher.publish_due(pdm.settings.managed_domains) == len(POOLS)
+    assert api.zones() == sorted(p + "." for p in POOLS)
+    for pool in POOLS:
+        assert [k["algorithm"] for k in api.keys(pool)] == ["ECDSAP256SHA256"]
+    # omantel.omani.works sits under omani.works: a pass of the outer pool never takes the
+    # inner pool's zone for a tenant's.
+    assert pdm.service.retry_dns("omani.works") == {"omani.works": True}
+    assert api.zone(POOL) is not None
+
+
+def test_pools_show_the_pool_ds_and_whether_its_registrar_publishes_it(make_app, powerdns, api):
+    app = make_app(ds_check_nameserver=f"127.0.0.1:{powerdns.dns_port}")
+    pdm = app.extensions["pdm"]
+    pdm.publisher.publish_due(["openova.io"])
+    pool_ds = [line for line in api.keys("openova.io")[0]["ds"] if line.split()[2] == "2"]
+
+    def status():
+        body = app.test_client().get("/api/v1/pools").get_json()
+        return next(p for p in body["pools"] if p["poolDomain"] == "openova.io")
+
+    # The TLD, as a validator's resolver sees it, played by a zone on the same server.
+    requests.post(f"{api.base}/zones", headers=api.headers, timeout=10, json={
+        "name": "io.", "kind": "Native", "nameservers": ["ns1.example."]}).raise_for_status()
+    mine = status()
+    assert mine["dnsBackend"] == "powerdns" and mine["poolDs"] == pool_ds
+    assert mine["poolDsCheck"]["status"] == "missing" and pool_ds[0] in mine["poolDsCheck"]["detail"]
+
+    other = "12345 13 2 " + "ab" * 32
+    api.patch("io", [{"name": "openova.io.", "type": "NS", "ttl": 3600, "changetype": "REPLACE",
+                      "records": [{"content": "ns1.openova.io.", "disabled": False}]},
+                     {"name": "openova.io.", "type": "DS", "ttl": 3600, "changetype": "REPLACE",
+                      "records": [{"content": other, "disabled": False}]}])
+    assert status()["poolDsCheck"]["status"] == "different"
+
+    api.patch("io", [{"name": "openova.io.", "type": "DS", "ttl": 3600, "changetype": "REPLACE",
+                      "records": [{"content": pool_ds[0], "disabled": False}]}])
+    assert status()["poolDsCheck"] == {"status": "published", "found": pool_ds, "detail": ""}
+
+
+def test_powerdns_down_makes_only_dns_work_wait(make_app, powerdns, api):
+    powerdns.stop()
+    app = make_app()  # starts without PowerDNS: no crash, nothing asked of it
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 200
+    answer = reserve_commit(client, "acme", status=202)
+    assert answer.get_json()["state"] == "active"
+    assert client.get(f"/api/v1/pool/{POOL}/check?sub=beta").get_json()["available"] is True
+
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    dns = health.get_json()["dns"][POOL]
+    assert dns["backend"] == "powerdns" and dns["pendingChanges"] == 1
+    assert "PowerDNS could not be reached" in dns["lastError"]
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'pdm_registrar_calls_total{command="pdns-get-zone",outcome="transient-error"}' in metrics
+
+    powerdns.start()
+    assert pass_now(app)
+    assert_tenant_right(powerdns, api, "acme")
+    assert client.get("/healthz").get_json()["dns"][POOL]["pendingChanges"] == 0
+
+
+# -- faults: each step fails, or its answer is lost, and the next pass converges ---------------
+
+TENANT = rf"/zones/acme\.{POOL.replace('.', '[.]')}\.$"
+PARENT = rf"/zones/{POOL.replace('.', '[.]')}\.$"
+COMMIT_STEPS = [
+    ("POST", r"/zones$"),  # the tenant zone
+    ("POST", r"/acme\.[^/]*/cryptokeys$"),  # its key
+    ("PATCH", TENANT),  # its records
+    ("GET", r"/acme\.[^/]*/cryptokeys$"),  # its DS (a retried commit reads it)
+    ("PATCH", PARENT),  # NS + DS in the pool's zone
+]
+
+
+def _ready_pool(app, powerdns_proxy):
+    assert pass_now(app)  # the pool's zone exists and is signed; faults then hit the tenant
+    powerdns_proxy.reset_calls()
+
+
+@pytest.mark.parametrize("method,path", COMMIT_STEPS, ids=[f"{m} {p}" for m, p in COMMIT_STEPS])
+def test_a_5xx_at_each_commit_step_converges(app, powerdns, powerdns_proxy, api, method, path):
+    _ready_pool(app, powerdns_proxy)
+    client = app.test_client()
+    token = reserve(client, "acme")
+    if method == "GET":
+        # A read fails on the retried commit, after a first one that went through.
+        assert commit(client, "acme", token).status_code == 200
+    powerdns_proxy.fail(method, path, status=503, times=3)  # past the transport's two retries
+    answer = commit(client, "acme", token)
+    assert answer.status_code == 202, answer.get_json()
+    assert any(c.status == 503 for c in powerdns_proxy.calls)
+    assert_no_lame_delegation(api)
+    powerdns_proxy.clear_faults()
+    assert pass_now(app)
+    assert_tenant_right(powerdns, api, "acme")
+
+
+@pytest.mark.parametrize("method,path", [s for s in COMMIT_STEPS if s[0] != "GET"],
+                         ids=[f"{m} {p}" for m, p in COMMIT_STEPS if m != "GET"])
+def test_a_lost_answer_at_each_commit_step_converges_without_a_second_key(app, powerdns, powerdns_proxy, api,
+                                                                          method, path):
+    """PowerDNS did the step, the service never heard: the next pass must find it done
+    (a zone that exists, a key that exists) rather than do it twice."""
+    _ready_pool(app, powerdns_proxy)
+    client = app.test_client()
+    powerdns_proxy.lose_reply(method, path)
+    answer = reserve_commit(client, "acme", status=202)
+    assert answer.get_json()["state"] == "active"
+    assert_no_lame_delegation(api)
+    assert pass_now(app)
+    assert_tenant_right(powerdns, api, "acme")
+    assert key_posts(powerdns_proxy) == 1
+
+
+RELEASE_STEPS = [("PATCH", PARENT), ("DELETE", TENANT)]
+
+
+@pytest.mark.parametrize("fault", ["fail", "lose_reply"])
+@pytest.mark.parametrize("method,path", RELEASE_STEPS, ids=[m for m, _ in RELEASE_STEPS])
+def test_a_fault_at_each_release_step_never_leaves_a_lame_delegation(app, powerdns, powerdns_proxy, api, fault,
+                                                                     method, path):
+    client = app.test_client()
+    reserve_commit(client, "acme")
+    if fault == "fail":
+        powerdns_proxy.fail(method, path, status=500, times=3)
+    else:
+        powerdns_proxy.lose_reply(method, path)
+    release(client, "acme", status=202)
+    assert_no_lame_delegation(api)
+    powerdns_proxy.clear_faults()
+    assert pass_now(app)
+    assert api.zone(f"acme.{POOL}") is None
+    assert_tenant_gone(powerdns.dns_server, POOL, f"acme.{POOL}", names=NAMES)
+
+
+def test_powerdns_stopped_mid_commit_and_restarted_converges(app, powerdns, powerdns_proxy, api):
+    _ready_pool(app, powerdns_proxy)
+    client = app.test_client()
+    token = reserve(client, "acme")
+    held = powerdns_proxy.hold("PATCH", PARENT)
+    answers = []
+    worker = threading.Thread(target=lambda: answers.append(commit(client, "acme", token)))
+    worker.start()
+    assert held.arrived.wait(10)
+    powerdns.stop()  # the zone and key are made; the delegation is not
+    held.release()
+    worker.join(20)
+    assert answers and answers[0].status_code == 202
+    powerdns.start()
+    assert_no_lame_delegation(api)
+    assert pass_now(app)
+    assert_tenant_right(powerdns, api, "acme")
+    assert key_posts(powerdns_proxy) == 1
+
+
+def test_a_process_killed_between_steps_leaves_one_key(db_url, fake, powerdns, powerdns_proxy, api, tmp_path):
+    """gunicorn killed while its key POST is in flight; PowerDNS makes the key after the
+    process is gone. The next process's pass finds it and makes no second one."""
+    settings = pdns_settings(db_url, fake, powerdns_proxy.url, powerdns.api_key)
+    env = {"PDM_PDNS_BASE_URL": powerdns_proxy.url, "PDM_PDNS_API_KEY": powerdns.api_key,
+           "PDM_NAMESERVERS": ",".join(NAMESERVERS), "PDM_RUN_JOBS": "false"}
+    with Gunicorn(db_url, fake, log_path=str(tmp_path / "gunicorn.log"), **env) as server:
+        api_root = f"{server.url}/api/v1/pool/{POOL}"
+        token = requests.post(f"{api_root}/reserve", json={"subdomain": "acme"}, timeout=10).json()[
+            "reservationToken"]
+        held = powerdns_proxy.hold("POST", r"/acme\.[^/]*/cryptokeys$")
+        outcome = []
+
+        def committing():
+            try:
+                outcome.append(requests.post(f"{api_root}/commit", json={
+                    "subdomain": "acme", "reservationToken": token, "loadBalancerIP": LB}, timeout=30))
+            except requests.ConnectionError as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=committing, daemon=True)
+        worker.start()
+        assert held.arrived.wait(20), server.output()
+        server.kill()
+    held.release()  # PowerDNS gets the key POST after all
+    worker.join(30)
+    assert outcome and isinstance(outcome[0], requests.ConnectionError)  # the process died mid-commit
+    deadline = time.monotonic() + 20
+    while key_posts(powerdns_proxy) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the proxy forwards the held POST on its own thread
+    assert len(api.keys(f"acme.{POOL}")) == 1
+    app = create_app(settings)
+    try:
+        assert pass_now(app)
+        assert_tenant_right(powerdns, api, "acme")
+        assert key_posts(powerdns_proxy) == 1
+    finally:
+        app.extensions["pdm"].engine.dispose()
+
+
+# -- drift and reconcile -------------------------------------------------------------------------
+
+
+def test_drift_and_reconcile_cover_records_delegations_ds_and_orphan_zones(app, powerdns, api):
+    client = app.test_client()
+    reserve_commit(client, "acme")
+    reserve_commit(client, "beta", ip=OTHER_LB)
+    reserve_commit(client, "gamma")
+    # By hand: a record gone and one wrong, a stale DS, a missing delegation, and a zone
+    # the service made for a name that no longer has an allocation.
+    api.patch(f"acme.{POOL}", [
+        {"name": f"console.acme.{POOL}.", "type": "A", "changetype": "DELETE"},
+        {"name": f"gitea.acme.{POOL}.", "type": "A", "ttl": 300, "changetype": "REPLACE",
+         "records": [{"content": "192.0.2.99", "disabled": False}]}])
+    api.patch(POOL, [{"name": f"beta.{POOL}.", "type": "DS", "ttl": 3600, "changetype": "REPLACE",
+                      "records": [{"content": "11111 13 2 " + "cd" * 32, "disabled": False}]},
+                     {"name": f"gamma.{POOL}.", "type": "DS", "changetype": "DELETE"},
+                     {"name": f"gamma.{POOL}.", "type": "NS", "changetype": "DELETE"}])
+    pdm = app.extensions["pdm"]
+    with pdm.engine.begin() as conn:
+        from sqlalchemy import text
+
+        conn.execute(text("DELETE FROM pool_allocations WHERE subdomain = 'gamma'"))
+
+    report = client.get(f"/api/v1/pool/{POOL}/drift").get_json()
+    by_name = {n["subdomain"]: n for n in report["names"]}
+    assert report["clean"] is False
+    assert by_name["acme"]["missing"] == ["console.acme"]
+    assert by_name["acme"]["wrongAddress"] == [{"host": "gitea.acme", "found": ["192.0.2.99"], "expected": LB}]
+    assert [w["host"] for w in by_name["beta"]["wrongAddress"]] == ["DS beta"]
+    assert by_name["gamma"]["state"] is None and by_name["gamma"]["orphans"] == [f"zone gamma.{POOL}."]
+
+    result = pdm.service.reconcile(POOL, apply=True, force=False, caller="test")
+    assert result.applied and result.after.clean, result.after
+    assert_tenant_right(powerdns, api, "acme")
+    assert_tenant_right(powerdns, api, "beta", OTHER_LB)
+    assert api.zone(f"gamma.{POOL}") is None
+    actions = {e["action"] for e in client.get(f"/api/v1/pool/{POOL}/history").get_json()["events"]}
+    assert {"drift-repaired", "reconcile"} <= actions
+
+
+def test_the_resync_repairs_a_tenant_without_any_work(app, powerdns, api):
+    client = app.test_client()
+    reserve_commit(client, "acme")
+    api.patch(f"acme.{POOL}", [{"name": f"api.acme.{POOL}.", "type": "A", "changetype": "DELETE"}])
+    pdm = app.extensions["pdm"]
+    assert pdm.publisher.publish(POOL, [], budget=None, verify=True)
+    assert_tenant_right(powerdns, api, "acme")
+
+
+def test_a_foreign_zone_under_the_pool_is_never_removed(app, powerdns, api):
+    requests.post(f"{api.base}/zones", headers=api.headers, timeout=10, json={
+        "name": f"mail.{POOL}.", "kind": "Native", "nameservers": ["ns1.example."]}).raise_for_status()
+    client = app.test_client()
+    reserve_commit(client, "acme")
+    release(client, "acme")
+    assert pass_now(app)
+    assert api.zone(f"mail.{POOL}") is not None
+    report = client.get(f"/api/v1/pool/{POOL}/drift").get_json()
+    assert report["clean"] is True, report
+
+
+# -- secrets ------------------------------------------------------------------------------------
+
+
+def test_private_keys_never_reach_a_log(app, powerdns, api, caplog):
+    caplog.set_level(logging.DEBUG)
+    client = app.test_client()
+    reserve_commit(client, "acme")
+    # The server does hand private keys out (a key's own URL) -- the service never keeps one.
+    key_id = api.keys(f"acme.{POOL}")[0]["id"]
+    assert "Private-key-format" in api.get(f"/zones/acme.{POOL}./cryptokeys/{key_id}").json()["privatekey"]
+    assert "privatekey" not in caplog.text and "Private-key-format" not in caplog.text
+    assert powerdns.api_key not in caplog.text
+
+    made = PowerDnsClient(powerdns.api_url, powerdns.api_key).add_key(f"acme.{POOL}")
+    assert "privatekey" not in made and made["algorithm"] == "ECDSAP256SHA256"
+
+
+
+def test_the_previous_services_zones_are_taken_over(app, powerdns, api):
+    """What the previous service left (powerdns.md §5): a pool zone it made, a tenant zone
+    with a KSK and a ZSK and an NS delegation but no DS -- signing that protected nothing.
+    The first pass keeps one key, publishes its DS and the chain forms."""
+    headers = api.headers
+    for zone in (POOL, f"acme.{POOL}"):
+        requests.post(f"{api.base}/zones", headers=headers, timeout=10, json={
+            "name": zone + ".", "kind": "Native", "nameservers": [n + "." for n in NAMESERVERS]}).raise_for_status()
+        requests.put(f"{api.base}/zones/{zone}.", headers=headers, timeout=10, json={
+            "dnssec": True, "soa_edit": "INCEPTION-EPOCH", "soa_edit_api": "INCEPTION-EPOCH"}).raise_for_status()
+    requests.post(f"{api.base}/zones/acme.{POOL}./cryptokeys", headers=headers, timeout=10, json={
+        "keytype": "zsk", "active": True, "algorithm": "ecdsa256"}).raise_for_status()
+    api.patch(f"acme.{POOL}", [{"name": f"console.acme.{POOL}.", "type": "A", "ttl": 300, "changetype": "REPLACE",
+                                "records": [{"content": LB, "disabled": False}]}])
+    api.patch(POOL, [{"name": f"acme.{POOL}.", "type": "NS", "ttl": 3600, "changetype": "REPLACE",
+                      "records": [{"content": n + ".", "disabled": False} for n in NAMESERVERS]}])
+    assert len(api.keys(f"acme.{POOL}")) == 2
+    # The previous service's table, adopted in place: acme is active.
+    pdm = app.extensions["pdm"]
+    from datetime import datetime, timezone
+
+    from sqlalchemy import text
+
+    now = datetime.now(timezone.utc)
+    with pdm.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO pool_allocations (pool_domain, subdomain, state, reserved_at, reservation_token, "
+            "load_balancer_ip, created_by, updated_at) VALUES (:p, 'acme', 'active', :now, :t, :ip, 'old', :now)"),
+            {"p": POOL, "now": now, "t": "0" * 64, "ip": LB})
+
+    assert pdm.publisher.publish_due(pdm.settings.managed_domains) >= 1
+    assert_tenant_right(powerdns, api, "acme")
+    assert api.zone(f"acme.{POOL}")["account"] == "pool-domain-manager"
+    # INCEPTION-EPOCH froze their serials on API writes; both move again.
+    assert [api.zone(z)["soa_edit_api"] for z in (POOL, f"acme.{POOL}")] == ["DEFAULT", "DEFAULT"]
