@@ -37,7 +37,11 @@ def make_engine(url: str, *, threads: int | None = None, **kwargs) -> Engine:
         engine = create_engine(url, **kwargs)
         _make_sqlite_serialisable(engine)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    # The service's own engine (``threads``) does not ping each connection it checks out
+    # (a round trip per request, a quarter of /check's time): a connection found dead is
+    # invalidated with the rest of the pool, and a read that met one is tried once more
+    # (services.PoolService.check). Tools keep the ping.
+    kwargs.setdefault("pool_pre_ping", threads is None)
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 10)
     # A dead database should fail a request quickly, not hang it.

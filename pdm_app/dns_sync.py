@@ -34,6 +34,7 @@ from .locks import DatabaseLock
 from .redaction import redact
 from .registrar import Record, RegistrarError, UnreadableZone
 from .unit_of_work import UnitOfWork
+from .wakeups import PassWakeups
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,11 @@ log = logging.getLogger(__name__)
 DNS_CALLER = "dns"
 # A failed read with no work behind it is tried again after this long.
 RECHECK_AFTER_FAILURE = 60.0
+# A request beyond max_waiting_requests waits this long for a turn before answering 202:
+# with a quick registrar turns come in milliseconds; with a slow one it gives up soon.
+SLOT_WAIT = 1.0
+# Below this much of its budget left, a request does not start a pass.
+MIN_PASS_TIME = 0.05
 
 
 class LockLost(Exception):
@@ -171,8 +177,10 @@ class DnsPublisher:
         late_write_window: float = 180.0,
         resync_interval: float = 600.0,
         clock: Callable[[], datetime] = domain.utcnow,
+        wakeups: PassWakeups | None = None,
     ):
         self.session_factory = session_factory
+        self.wakeups = wakeups or PassWakeups(session_factory.kw["bind"])
         # pool -> its backend; a pool not named uses ``default``.
         self.backends = dict(backends)
         self.default = default
@@ -191,15 +199,34 @@ class DnsPublisher:
     # -- entry points ----------------------------------------------------------------
 
     def publish_for_request(self, pool: str, work_ids: list[int], budget: float, *, verify: bool = False) -> bool:
-        """``publish`` from a request: only a few requests of this process wait on the
-        registrar at once, so a slow registrar cannot take every worker thread from
-        /check; the others answer 202 at once (their work is queued all the same)."""
-        if not self._request_slots.acquire(blocking=False):
+        """``publish`` from a request, as a group commit: the request waits for the pass
+        that carries its work -- a pass already running may, or the next one, which the
+        first waiter to find the lock free runs for everything queued by then -- and is
+        woken when a pass ends (``PassWakeups``), not by polling the lock.
+
+        Only a few requests of this process wait at once (``max_waiting_requests``), so a
+        slow registrar cannot take every worker thread from /check: another waits at most
+        ``SLOT_WAIT`` for a turn, then answers 202 (its work is queued all the same)."""
+        deadline = time.monotonic() + budget
+        if not self._request_slots.acquire(timeout=min(SLOT_WAIT, budget)):
             log.info("dns pass for %s: %d requests already wait on the registrar; left to the retry job",
                      pool, self.max_waiting_requests)
             return False
         try:
-            return self.publish(pool, work_ids, budget, verify=verify)
+            backend = self.backend(pool)
+            while True:
+                mark = self.wakeups.generation()
+                if work_ids and not verify and self._done(work_ids):
+                    return True  # a pass that ended meanwhile carried it
+                left = deadline - time.monotonic()
+                if left <= MIN_PASS_TIME:
+                    return False
+                if backend.lock.acquire(timeout=0):
+                    return self._locked_pass(backend, pool, work_ids, time.monotonic(), left, verify=verify)
+                self.wakeups.wait(mark, left)
+        except SQLAlchemyError as exc:
+            log.error("dns pass for %s: database error, left pending: %s", pool, type(exc).__name__)
+            return False
         finally:
             self._request_slots.release()
 
@@ -216,17 +243,31 @@ class DnsPublisher:
             if not backend.lock.acquire(timeout=budget):
                 log.warning("dns pass for %s: registrar lock busy past %.1fs; left pending", pool, budget or 0)
                 return False
-            try:
-                with self.uow() as tx:
-                    fence = tx.take_fence(backend.account)
-                return self._pass(backend, pool, set(work_ids), start, budget, fence,
-                                  verify=verify or accept or bool(adopt), accept=accept, adopt=adopt)
-            finally:
-                backend.lock.release()
+        except SQLAlchemyError as exc:
+            log.error("dns pass for %s: database error, left pending: %s", pool, type(exc).__name__)
+            return False
+        return self._locked_pass(backend, pool, work_ids, start, budget, verify=verify, accept=accept, adopt=adopt)
+
+    def _locked_pass(self, backend: ZoneBackend, pool: str, work_ids: list[int], start: float,
+                     budget: float | None, *, verify: bool, accept: bool = False,
+                     adopt: frozenset[str] = frozenset()) -> bool:
+        """A pass, with ``backend.lock`` just taken; lets go of it and wakes the waiters."""
+        try:
+            with self.uow() as tx:
+                fence = tx.take_fence(backend.account)
+            return self._pass(backend, pool, set(work_ids), start, budget, fence,
+                              verify=verify or accept or bool(adopt), accept=accept, adopt=adopt)
         except SQLAlchemyError as exc:
             # The work is in the table: a database hiccup only delays it to the next pass.
             log.error("dns pass for %s: database error, left pending: %s", pool, type(exc).__name__)
             return False
+        finally:
+            backend.lock.release()
+            self.wakeups.announce()
+
+    def _done(self, work_ids: list[int]) -> bool:
+        with self.uow() as tx:
+            return not tx.work_exists(work_ids)
 
     def drift(self, pool: str, budget: float | None) -> tuple[Snapshot, list[NameDrift], list[Record]]:
         """One read of the pool's DNS compared with the table, for a drift report: under
@@ -245,6 +286,7 @@ class DnsPublisher:
             return snap, names, lost
         finally:
             backend.lock.release()
+            self.wakeups.announce()
 
     def publish_due(self, pools: Iterable[str]) -> int:
         """The retry job: a pass for every pool with work that is due, a read owed, a

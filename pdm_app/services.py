@@ -12,8 +12,9 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Callable, TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
 from . import domain
@@ -27,8 +28,11 @@ from .registrar import Record, RegistrarError, UnreadableZone
 from .unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_CREATED_BY = "catalyst-api"
+# Lapsed reservations deleted per sweeper transaction.
+SWEEP_BATCH = 500
 
 
 def _to_domain(row: PoolAllocation) -> Allocation:
@@ -112,6 +116,9 @@ class PoolListing:
     allocations: list[Allocation]
     pending: list[PendingDns] = field(default_factory=list)
     blocked: Blocked | None = None
+    # A page (``limit``): where the next one starts, None on the last.
+    paged: bool = False
+    next_after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +205,18 @@ class PoolService:
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory)
 
+    def _read_once_more(self, read: Callable[[UnitOfWork], T]) -> T:
+        """A read outside any transaction, tried again once on a connection the database
+        closed meanwhile (a restart, a failover): pooled connections are not pinged."""
+        for attempt in (1, 2):
+            try:
+                with UnitOfWork(self.session_factory, read_only=True) as tx:
+                    return read(tx)
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
+
     def _validate(self, pool: str, sub: str) -> tuple[str, str]:
         pool, sub = domain.normalise(pool), domain.normalise(sub)
         domain.validate_subdomain(sub)
@@ -227,9 +246,12 @@ class PoolService:
         if domain.is_reserved(sub):
             return CheckResult(False, "reserved", f"{sub!r} is needed by the control plane; pick another name")
         fqdn = f"{sub}.{pool}"
-        with self.uow() as tx:
+
+        def read(tx: UnitOfWork) -> Allocation | None:
             row = tx.get_allocation(pool, sub)
-            found = _to_domain(row) if row else None
+            return _to_domain(row) if row else None
+
+        found = self._read_once_more(read)
         if found is None or found.is_expired(self.clock()):
             return CheckResult(True, fqdn=fqdn)
         if found.state == RESERVED:
@@ -237,13 +259,22 @@ class PoolService:
                                                         "try again in a few minutes, or pick another name", fqdn)
         return CheckResult(False, "active-state", f"{fqdn} belongs to a live Sovereign; pick another name", fqdn)
 
-    def list_pool(self, pool: str, state: str | None = None) -> PoolListing:
+    def list_pool(self, pool: str, state: str | None = None, *, limit: int | None = None,
+                  after: str | None = None) -> PoolListing:
+        """The pool's allocations in subdomain order; with ``limit``, a page of them after
+        ``after`` (one more is read to tell whether a next page exists)."""
         pool = self._pool(pool)
         with self.uow() as tx:
-            rows = [_to_domain(r) for r in tx.list_allocations(pool, state)]
+            rows = [_to_domain(r) for r in tx.list_allocations(pool, state, limit=None if limit is None else limit + 1,
+                                                               after=after)]
             pending = [_pending(w) for w in tx.pending_work(pool)]
             blocked = _blocked(tx.pool_zone(pool))
-        return PoolListing(pool, rows, pending, blocked)
+        if limit is None:
+            return PoolListing(pool, rows, pending, blocked)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return PoolListing(pool, rows, pending, blocked, paged=True,
+                           next_after=rows[-1].subdomain if more else None)
 
     def pools(self, *, check_ds: bool = True) -> list[PoolStatus]:
         """Every managed pool: its tenants, pending DNS work, and the state of its zone;
@@ -450,14 +481,21 @@ class PoolService:
         return change.allocation
 
     def sweep(self) -> int:
-        now = self.clock()
-        with self.uow() as tx:
-            gone = tx.delete_expired_reservations(now)
-            for pool, sub in gone:
-                tx.record_event(pool, sub, "expire", "sweeper", now)
-        for pool, sub in gone:
-            log.info("swept expired reservation %s.%s", sub, pool)
-        return len(gone)
+        """Delete lapsed reservations, in short transactions of SWEEP_BATCH rows: a backlog
+        of any size never holds the table (SQLite's write lock) for long."""
+        total = 0
+        while True:
+            now = self.clock()
+            with self.uow() as tx:
+                gone = tx.delete_expired_reservations(now, limit=SWEEP_BATCH)
+                tx.record_events([dict(pool_domain=pool, subdomain=sub, action="expire", caller="sweeper", at=now)
+                                  for pool, sub in gone])
+            total += len(gone)
+            if gone:
+                names = ", ".join(f"{sub}.{pool}" for pool, sub in gone[:5])
+                log.info("swept %d expired reservation(s): %s%s", len(gone), names, " ..." if len(gone) > 5 else "")
+            if len(gone) < SWEEP_BATCH:
+                return total
 
     def prune_history(self) -> int:
         """Delete history events older than PDM_HISTORY_RETENTION."""

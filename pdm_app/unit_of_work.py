@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,11 +17,14 @@ from .models import AllocationEvent, DnsWork, OwnedHost, PoolAllocation, PoolZon
 
 class UnitOfWork:
     """``with uow as tx:`` -- commits when the block ends, rolls back if it raises.
-    ``snapshot=True`` makes every read in the block see one consistent state."""
+    ``snapshot=True`` makes every read in the block see one consistent state.
+    ``read_only=True``: one read that needs no transaction (PostgreSQL runs it in
+    autocommit: no BEGIN and COMMIT round trips around a single SELECT)."""
 
-    def __init__(self, session_factory: sessionmaker, *, snapshot: bool = False):
+    def __init__(self, session_factory: sessionmaker, *, snapshot: bool = False, read_only: bool = False):
         self._session_factory = session_factory
         self._snapshot = snapshot
+        self._read_only = read_only
 
     def __enter__(self) -> "UnitOfWork":
         self.session: Session = self._session_factory()
@@ -31,6 +34,8 @@ class UnitOfWork:
             # Every statement sees the same committed state (SQLite's BEGIN IMMEDIATE
             # already gives that).
             self.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        elif self._read_only and self.dialect == "postgresql":
+            self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -66,7 +71,8 @@ class UnitOfWork:
             stmt = stmt.with_for_update()
         return self.session.execute(stmt).scalar_one_or_none()
 
-    def list_allocations(self, pool: str, state: str | None = None) -> list[PoolAllocation]:
+    def list_allocations(self, pool: str, state: str | None = None, *, limit: int | None = None,
+                         after: str | None = None) -> list[PoolAllocation]:
         stmt = (
             select(PoolAllocation)
             .where(PoolAllocation.pool_domain == pool)
@@ -74,6 +80,10 @@ class UnitOfWork:
         )
         if state is not None:
             stmt = stmt.where(PoolAllocation.state == state)
+        if after is not None:
+            stmt = stmt.where(PoolAllocation.subdomain > after)
+        if limit is not None:
+            stmt = stmt.limit(limit)
         return list(self.session.execute(stmt).scalars())
 
     def allocation_states(self, pool: str) -> dict[str, str]:
@@ -104,14 +114,22 @@ class UnitOfWork:
         self.session.delete(row)
         self.session.flush()
 
-    def delete_expired_reservations(self, now: datetime) -> list[tuple[str, str]]:
+    def delete_expired_reservations(self, now: datetime, limit: int | None = None) -> list[tuple[str, str]]:
         # The WHERE is re-checked against a row a concurrent commit just activated,
         # so the sweeper never deletes a committed allocation.
-        stmt = (
-            delete(PoolAllocation)
-            .where(PoolAllocation.state == domain.RESERVED, PoolAllocation.expires_at <= now)
-            .returning(PoolAllocation.pool_domain, PoolAllocation.subdomain)
-        )
+        lapsed = (PoolAllocation.state == domain.RESERVED, PoolAllocation.expires_at <= now)
+        stmt = delete(PoolAllocation).where(*lapsed)
+        if limit is not None:
+            # A batch: rows a commit or reserve holds are skipped (the next sweep has them).
+            batch = select(PoolAllocation.pool_domain, PoolAllocation.subdomain).where(*lapsed).limit(limit)
+            if self.dialect == "postgresql":
+                # Materialised once: as a plain IN (...) subquery PostgreSQL may scan it
+                # again, and with SKIP LOCKED each scan finds other rows (1234 deleted at
+                # a limit of 100 was seen).
+                cte = batch.with_for_update(skip_locked=True).cte("batch").prefix_with("MATERIALIZED")
+                batch = select(cte.c.pool_domain, cte.c.subdomain)
+            stmt = stmt.where(tuple_(PoolAllocation.pool_domain, PoolAllocation.subdomain).in_(batch))
+        stmt = stmt.returning(PoolAllocation.pool_domain, PoolAllocation.subdomain)
         return [tuple(r) for r in self.session.execute(stmt)]
 
     # -- history ----------------------------------------------------------------------
@@ -120,6 +138,11 @@ class UnitOfWork:
                      load_balancer_ip: str | None = None, detail: str | None = None) -> None:
         self.session.add(AllocationEvent(pool_domain=pool, subdomain=sub, action=action, caller=caller, at=at,
                                          load_balancer_ip=load_balancer_ip, detail=detail))
+
+    def record_events(self, events: list[dict]) -> None:
+        """Many events (AllocationEvent's columns) in one statement."""
+        if events:
+            self.session.execute(insert(AllocationEvent), events)
 
     def history(self, pool: str, sub: str | None, limit: int, before: int | None = None) -> list[AllocationEvent]:
         """Newest first; ``before`` an event id: the page after the one that ended there."""

@@ -27,7 +27,9 @@ ERRORS = {
 }
 QUERY = {
     "sub": ({"type": "string"}, "The subdomain"),
-    "limit": ({"type": "integer", "minimum": 1, "maximum": 1000}, "At most this many events (default 500)"),
+    "limit": ({"type": "integer", "minimum": 1, "maximum": 1000},
+              "At most this many items: events (default 500), or allocations (default: the whole pool)"),
+    "after": ({"type": "string", "maxLength": 63}, "Allocations after this subdomain (the previous page's nextAfter)"),
     "before": ({"type": "integer", "minimum": 1}, "Events older than this id (the previous page's nextBefore)"),
     "domain": ({"type": "string"}, "Only the events of this domain"),
 }
@@ -69,8 +71,10 @@ OPERATIONS = [
      {200: ("Freed", schemas.ReleasedSchema),
       202: ("Freed; the record removal is queued and retried until done", schemas.ReleasePendingSchema)},
      (400, 401, 403, 404, 413, 422, 503), ("sub",), True),
-    (f"{POOL}/list", "get", "Every allocation of the pool, and pending DNS work (operators)", None,
-     {200: ("Allocations by subdomain", schemas.PoolListSchema)}, (401, 403, 422, 503), (), True),
+    (f"{POOL}/list", "get", "Every allocation of the pool, or a page of them (?limit=&after=), and pending DNS "
+     "work (operators)", None,
+     {200: ("Allocations by subdomain (with ?limit=, nextAfter too)", schemas.PoolPageSchema)},
+     (400, 401, 403, 422, 503), ("limit", "after"), True),
     (f"{POOL}/renew", "post", "Hold a live reservation longer (default PDM_RESERVATION_TTL from now)",
      schemas.RenewRequest, {200: ("Renewed; the new expiresAt", schemas.AllocationSchema)},
      (400, 401, 403, 404, 409, 410, 413, 422, 503), (), True),

@@ -98,7 +98,8 @@ def renew(domain: str):
 @bp.get("/list")
 @requires(OPERATOR)
 def list_pool(domain: str):
-    return jsonify(schemas.dump_pool_list(service().list_pool(domain)))
+    args = load(schemas.ListQuery(), query_args("limit", "after"))
+    return jsonify(schemas.dump_pool_list(service().list_pool(domain, limit=args["limit"], after=args["after"])))
 
 
 @bp.get("/history")

@@ -123,15 +123,24 @@ class PoolListSchema(Schema):
     dnsBlocked = fields.Nested(BlockedSchema, attribute="blocked", allow_none=True)
 
 
+class PoolPageSchema(PoolListSchema):
+    """A page of the list (``?limit=``); the unpaged answer stays the contract's."""
+
+    # The ``after`` of the next page; null on the last one.
+    nextAfter = fields.String(attribute="next_after", allow_none=True)
+
+
 def dump_pool_list(listing) -> dict:
     """A ``services.PoolListing`` as the list answer: each allocation says whether DNS
     work is pending for it."""
     pending_subs = {p.subdomain for p in listing.pending}
-    return PoolListSchema().dump({
+    schema = PoolPageSchema() if listing.paged else PoolListSchema()
+    return schema.dump({
         "pool_domain": listing.pool_domain,
         "allocations": [{**asdict(a), "dns_pending": a.subdomain in pending_subs} for a in listing.allocations],
         "pending": listing.pending,
         "blocked": listing.blocked,
+        "next_after": listing.next_after,
     })
 
 
@@ -226,6 +235,14 @@ class PageQuery(Request):
 
 class HistoryQuery(PageQuery):
     sub = fields.String(load_default=None)
+
+
+class ListQuery(Request):
+    """``?limit=&after=``: a page of allocations in subdomain order, after ``after``.
+    Without ``limit`` the whole pool (the contract's answer, for small pools)."""
+
+    limit = fields.Integer(load_default=None, validate=validate.Range(min=1, max=1000), strict=False)
+    after = fields.String(load_default=None, validate=validate.Length(max=63))
 
 
 class CommitPendingSchema(Answer):
