@@ -25,6 +25,7 @@ threads = _count("GUNICORN_THREADS", 8)
 timeout = 60
 graceful_timeout = 25  # inside Kubernetes' default 30 s grace period
 accesslog = None  # the app logs one JSON line per request
+logger_class = "pdm_app.gunicorn_worker.AppLogsOnlyLogger"
 errorlog = "-"
 # gunicorn's own lines (the arbiter's and the workers': booting, signals, timeouts,
 # refused requests) are JSON on stdout like the service's: the root logger gets the

@@ -42,9 +42,6 @@ log = logging.getLogger(__name__)
 DNS_CALLER = "dns"
 # A failed read with no work behind it is tried again after this long.
 RECHECK_AFTER_FAILURE = 60.0
-# A request beyond max_waiting_requests waits this long for a turn before answering 202:
-# with a quick registrar turns come in milliseconds; with a slow one it gives up soon.
-SLOT_WAIT = 1.0
 # Below this much of its budget left, a request does not start a pass.
 MIN_PASS_TIME = 0.05
 
@@ -205,10 +202,10 @@ class DnsPublisher:
         woken when a pass ends (``PassWakeups``), not by polling the lock.
 
         Only a few requests of this process wait at once (``max_waiting_requests``), so a
-        slow registrar cannot take every worker thread from /check: another waits at most
-        ``SLOT_WAIT`` for a turn, then answers 202 (its work is queued all the same)."""
+        slow registrar cannot take every worker thread from /check; the others answer 202
+        at once (their work is queued all the same)."""
         deadline = time.monotonic() + budget
-        if not self._request_slots.acquire(timeout=min(SLOT_WAIT, budget)):
+        if not self._request_slots.acquire(blocking=False):
             log.info("dns pass for %s: %d requests already wait on the registrar; left to the retry job",
                      pool, self.max_waiting_requests)
             return False

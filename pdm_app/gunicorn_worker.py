@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from gunicorn import util
+from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import ThreadWorker
 
 # The error codes of the statuses gunicorn answers on its own.
@@ -82,3 +83,12 @@ class JsonErrorThreadWorker(ThreadWorker):
             util.write_nonblock(client, error_answer(status, reason))
         except Exception:
             self.log.debug("Failed to send error message.")
+
+
+class AppLogsOnlyLogger(Logger):
+    """gunicorn's logger without its access log: the app writes one JSON line per request
+    itself. gunicorn would otherwise build every access line's fields (a logconfig_dict
+    counts as "access logging on") only to drop them: 7 % of /check's time."""
+
+    def access(self, resp, req, environ, request_time) -> None:
+        return None

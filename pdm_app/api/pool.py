@@ -15,6 +15,8 @@ from .errors import ApiError
 bp = Blueprint("pool", __name__, url_prefix="/api/v1/pool/<domain>")
 
 DNS_PENDING = "dns-pending"
+# /check is the hot path: one schema, built once (dumping is thread-safe).
+CHECK_ANSWER = schemas.CheckResultSchema()
 
 
 def service() -> PoolService:
@@ -32,7 +34,7 @@ def check(domain: str):
         # invalid-format -- and nothing of it reaches the database.
         sub = ""
     result = service().check(domain, sub)
-    return jsonify(schemas.CheckResultSchema().dump(result))
+    return jsonify(CHECK_ANSWER.dump(result))
 
 
 @bp.post("/reserve")
