@@ -44,6 +44,8 @@ DNS_CALLER = "dns"
 RECHECK_AFTER_FAILURE = 60.0
 # Below this much of its budget left, a request does not start a pass.
 MIN_PASS_TIME = 0.05
+# Passes quicker than this (on average) count as quick: see DnsPublisher._turn_wait.
+QUICK_PASS = 0.1
 
 
 class LockLost(Exception):
@@ -185,6 +187,7 @@ class DnsPublisher:
         self.late_write_window = late_write_window
         self.resync_interval = resync_interval
         self._request_slots = threading.BoundedSemaphore(max_waiting_requests)
+        self._recent_pass = QUICK_PASS / 2
         self.clock = clock
 
     def backend(self, pool: str) -> ZoneBackend:
@@ -203,9 +206,10 @@ class DnsPublisher:
 
         Only a few requests of this process wait at once (``max_waiting_requests``), so a
         slow registrar cannot take every worker thread from /check; the others answer 202
-        at once (their work is queued all the same)."""
+        (their work is queued all the same) -- at once while passes are slow, and after a
+        short wait for a turn while they are quick (``_turn_wait``)."""
         deadline = time.monotonic() + budget
-        if not self._request_slots.acquire(blocking=False):
+        if not self._request_slots.acquire(timeout=min(self._turn_wait(), budget)):
             log.info("dns pass for %s: %d requests already wait on the registrar; left to the retry job",
                      pool, self.max_waiting_requests)
             return False
@@ -249,6 +253,7 @@ class DnsPublisher:
                      budget: float | None, *, verify: bool, accept: bool = False,
                      adopt: frozenset[str] = frozenset()) -> bool:
         """A pass, with ``backend.lock`` just taken; lets go of it and wakes the waiters."""
+        began = time.monotonic()
         try:
             with self.uow() as tx:
                 fence = tx.take_fence(backend.account)
@@ -261,6 +266,15 @@ class DnsPublisher:
         finally:
             backend.lock.release()
             self.wakeups.announce()
+            # A moving average of how long passes take in this process.
+            self._recent_pass += 0.3 * (time.monotonic() - began - self._recent_pass)
+
+    def _turn_wait(self) -> float:
+        """How long a request beyond the waiting slots may wait for one: a few passes'
+        time while passes are quick (turns come fast, and a 202 would be for nothing);
+        nothing once they are slow (a slow registrar must not hold more threads)."""
+        recent = self._recent_pass
+        return 0.0 if recent >= QUICK_PASS else 4 * recent
 
     def _done(self, work_ids: list[int]) -> bool:
         with self.uow() as tx:
