@@ -339,8 +339,8 @@ def memory(pid: int) -> dict:
     return {"pid": pid, "rss_mib": out.get("VmRSS"), "hwm_mib": out.get("VmHWM")}
 
 
-def connection_split(pids: list[int], port: int) -> list[int]:
-    """Established TCP connections on ``port`` held by each of ``pids`` (the workers)."""
+def socket_inodes(local_port: int, *, established: bool = False) -> set[str]:
+    """The inodes of the TCP sockets bound locally to ``local_port`` (from /proc/net)."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -348,10 +348,16 @@ def connection_split(pids: list[int], port: int) -> list[int]:
                 next(f)
                 for line in f:
                     parts = line.split()
-                    if parts[3] == "01" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                    if (not established or parts[3] == "01") and int(parts[1].rsplit(":", 1)[1], 16) == local_port:
                         inodes.add(parts[9])
         except OSError:
             continue
+    return inodes
+
+
+def connection_split(pids: list[int], port: int) -> list[int]:
+    """Established TCP connections on ``port`` held by each of ``pids`` (the workers)."""
+    inodes = socket_inodes(port, established=True)
     split = []
     for pid in pids:
         n = 0
@@ -521,17 +527,7 @@ def get_load(wrk: str | None, url: str, seconds: float, connections: int, *, sam
 
 def owner_of(local_port: int) -> str:
     """The process holding the client end of a loopback TCP connection (by its port)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    if int(parts[1].rsplit(":", 1)[1], 16) == local_port:
-                        inodes.add(parts[9])
-        except OSError:
-            continue
+    inodes = socket_inodes(local_port)
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
