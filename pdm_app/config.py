@@ -23,6 +23,18 @@ DNS_BACKENDS = ("dynadot", "powerdns")
 DEFAULT_LOCAL_DATABASE = "sqlite:///pdm-local.sqlite3"
 
 
+def dns_backend_of(pool: str, pool_dns: Mapping[str, str], pdns_base_url: str | None) -> str:
+    """Where ``pool``'s DNS lives: PDM_POOL_DNS's choice, else PowerDNS when its base URL
+    is set (the previous service's rule), else Dynadot."""
+    return pool_dns.get(pool) or ("powerdns" if pdns_base_url else "dynadot")
+
+
+def split_host_port(text: str) -> tuple[str, int | None]:
+    """``host`` or ``IPv4:port`` (an IPv6 address has more than one colon: no port)."""
+    host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
+    return host, int(port) if port else None
+
+
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
@@ -196,7 +208,7 @@ class Settings:
 
     def dns_backend(self, pool: str) -> str:
         """Where ``pool``'s DNS lives: "dynadot" or "powerdns"."""
-        return self.pool_dns.get(pool) or ("powerdns" if self.pdns_base_url else "dynadot")
+        return dns_backend_of(pool, self.pool_dns, self.pdns_base_url)
 
     @property
     def is_sqlite(self) -> bool:
@@ -296,8 +308,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     pdns = _powerdns(env, domains)
     api_key = env.get("DYNADOT_API_KEY", "").strip()
-    on_dynadot = [d for d in domains if (pdns["pool_dns"].get(d) or ("powerdns" if pdns["pdns_base_url"]
-                                                                      else "dynadot")) == "dynadot"]
+    on_dynadot = [d for d in domains if dns_backend_of(d, pdns["pool_dns"], pdns["pdns_base_url"]) == "dynadot"]
     if not api_key and on_dynadot:
         raise ConfigError("DYNADOT_API_KEY is required (the registrar key; tests and local runs use the fake's key) "
                           f"while pools are on Dynadot ({', '.join(on_dynadot)})")
@@ -377,17 +388,17 @@ def _powerdns(env: Mapping[str, str], pools: list[str]) -> dict:
             raise ConfigError(f"PDM_POOL_DNS={raw!r}: each item must be POOL=dynadot or POOL=powerdns, for a "
                               f"managed pool ({', '.join(pools)})")
         pool_dns[pool] = backend
-    on_powerdns = [p for p in pools if pool_dns.get(p, "powerdns" if base_url else "dynadot") == "powerdns"]
+    on_powerdns = [p for p in pools if dns_backend_of(p, pool_dns, base_url) == "powerdns"]
     if on_powerdns and base_url is None:
         raise ConfigError(f"PDM_PDNS_BASE_URL is required: PDM_POOL_DNS puts {', '.join(on_powerdns)} on PowerDNS")
     if on_powerdns and api_key is None:
         raise ConfigError("PDM_PDNS_API_KEY is required with PDM_PDNS_BASE_URL (PowerDNS's api-key)")
     ds_ns = env.get("PDM_DS_CHECK_NAMESERVER", "").strip() or None
     if ds_ns is not None:
-        host, _, port = ds_ns.rpartition(":") if ds_ns.count(":") == 1 else (ds_ns, "", "")
         try:
+            host, port = split_host_port(ds_ns)
             ipaddress.ip_address(host)
-            if port and not 1 <= int(port) <= 65535:
+            if port is not None and not 1 <= port <= 65535:
                 raise ValueError(port)
         except ValueError:
             raise ConfigError(f"PDM_DS_CHECK_NAMESERVER={ds_ns!r} must be a resolver's IP address, or "

@@ -217,17 +217,17 @@ class DnsPublisher:
             backend = self.backend(pool)
             while True:
                 mark = self.wakeups.generation()
-                if work_ids and not verify and self._done(work_ids):
-                    return True  # a pass that ended meanwhile carried it
                 left = deadline - time.monotonic()
                 if left <= MIN_PASS_TIME:
                     return False
                 if backend.lock.acquire(timeout=0):
+                    # The pass itself sees when an earlier one already carried the work.
                     return self._locked_pass(backend, pool, work_ids, time.monotonic(), left, verify=verify)
                 self.wakeups.wait(mark, left)
+                if work_ids and not verify and self._done(work_ids):
+                    return True  # the pass that just ended carried it
         except SQLAlchemyError as exc:
-            log.error("dns pass for %s: database error, left pending: %s", pool, type(exc).__name__)
-            return False
+            return self._left_pending(pool, exc)
         finally:
             self._request_slots.release()
 
@@ -245,8 +245,7 @@ class DnsPublisher:
                 log.warning("dns pass for %s: registrar lock busy past %.1fs; left pending", pool, budget or 0)
                 return False
         except SQLAlchemyError as exc:
-            log.error("dns pass for %s: database error, left pending: %s", pool, type(exc).__name__)
-            return False
+            return self._left_pending(pool, exc)
         return self._locked_pass(backend, pool, work_ids, start, budget, verify=verify, accept=accept, adopt=adopt)
 
     def _locked_pass(self, backend: ZoneBackend, pool: str, work_ids: list[int], start: float,
@@ -260,9 +259,7 @@ class DnsPublisher:
             return self._pass(backend, pool, set(work_ids), start, budget, fence,
                               verify=verify or accept or bool(adopt), accept=accept, adopt=adopt)
         except SQLAlchemyError as exc:
-            # The work is in the table: a database hiccup only delays it to the next pass.
-            log.error("dns pass for %s: database error, left pending: %s", pool, type(exc).__name__)
-            return False
+            return self._left_pending(pool, exc)
         finally:
             backend.lock.release()
             self.wakeups.announce()
@@ -275,6 +272,12 @@ class DnsPublisher:
         nothing once they are slow (a slow registrar must not hold more threads)."""
         recent = self._recent_pass
         return 0.0 if recent >= QUICK_PASS else 4 * recent
+
+    @staticmethod
+    def _left_pending(pool: str, exc: SQLAlchemyError) -> bool:
+        # The work is in the table: a database hiccup only delays it to the next pass.
+        log.error("dns pass for %s: database error, left pending: %s", pool, type(exc).__name__)
+        return False
 
     def _done(self, work_ids: list[int]) -> bool:
         with self.uow() as tx:

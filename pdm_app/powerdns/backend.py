@@ -138,7 +138,8 @@ class PowerDnsZones:
                 io.write("pdns-delete-key", self.client.delete_key, f"{sub}.{absolute(pool)}", key_id)
             touched.setdefault(sub, []).append(f"{len(ids)} surplus key(s) deleted")
 
-        pool_ds = plan.kept_key(pool_keys).ds if plan.kept_key(pool_keys) else ()
+        pool_key = plan.kept_key(pool_keys)
+        pool_ds = pool_key.ds if pool_key else ()
         return Converged(
             touched=touched,
             owned=frozenset(snap.active),

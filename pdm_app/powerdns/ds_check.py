@@ -9,6 +9,7 @@ import dns.exception
 import dns.rdatatype
 import dns.resolver
 
+from ..config import split_host_port
 from .plan import sha256_ds
 
 PUBLISHED = "published"
@@ -28,11 +29,11 @@ def _resolver(nameserver: str | None, timeout: float) -> dns.resolver.Resolver:
     if nameserver is None:
         resolver = dns.resolver.Resolver()
     else:
-        host, _, port = nameserver.rpartition(":") if nameserver.count(":") == 1 else (nameserver, "", "")
+        host, port = split_host_port(nameserver)
         resolver = dns.resolver.Resolver(configure=False)
         resolver.nameservers = [host]
-        if port:
-            resolver.port = int(port)
+        if port is not None:
+            resolver.port = port
     resolver.lifetime = timeout
     resolver.timeout = timeout
     return resolver
