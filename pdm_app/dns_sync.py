@@ -33,7 +33,7 @@ from .dns_plan import NameDrift, ZoneBlocked, retry_delay
 from .locks import DatabaseLock
 from .redaction import redact
 from .registrar import Record, RegistrarError, UnreadableZone
-from .unit_of_work import UnitOfWork
+from .unit_of_work import UnitOfWork, event
 from .wakeups import PassWakeups
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,10 @@ class Snapshot:
     owned: set[str]
     last_foreign: list[Record] | None
     states: dict[str, str] = field(default_factory=dict)
+    # The account's fencing token taken with the lock (None: a drift read takes none),
+    # and until when the registrar asked every caller to wait.
+    fence: int | None = None
+    paused_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -119,12 +123,14 @@ class PassIO:
     against the pass's budget and counted; a write only while the lock is still held."""
 
     def __init__(self, publisher: "DnsPublisher", backend: ZoneBackend, pool: str, start: float,
-                 budget: float | None):
+                 budget: float | None, owned: Iterable[str] = ()):
         self._publisher = publisher
         self._backend = backend
         self.pool = pool
         # The pass's budget runs from ``start`` (time.monotonic()).
         self._deadline = (start, budget)
+        # The hosts recorded as the service's own: the snapshot's, and those ``own`` added.
+        self.owned = set(owned)
 
     def call(self, command: str, fn, *args, **kwargs):
         """``fn(*args, timeout=<what the budget leaves>, **kwargs)``, paced and counted."""
@@ -138,10 +144,11 @@ class PassIO:
     def own(self, hosts: Iterable[str]) -> None:
         """Record ``hosts`` as the service's own -- before the write that publishes them, so
         a crash after it cannot orphan what it published."""
-        hosts = set(hosts)
-        if hosts:
-            with self._publisher.uow() as tx:
-                tx.own_hosts(self.pool, hosts)
+        new = set(hosts) - self.owned
+        if new:
+            with self._publisher.uow(single=True) as tx:
+                tx.own_hosts(self.pool, new)
+            self.owned |= new
 
     def write(self, command: str, fn, *args, **kwargs):
         """A call that changes the DNS: paced, then made only while the lock is still this
@@ -193,8 +200,8 @@ class DnsPublisher:
     def backend(self, pool: str) -> ZoneBackend:
         return self.backends.get(pool, self.default)
 
-    def uow(self, *, snapshot: bool = False) -> UnitOfWork:
-        return UnitOfWork(self.session_factory, snapshot=snapshot)
+    def uow(self, *, snapshot: bool = False, single: bool = False) -> UnitOfWork:
+        return UnitOfWork(self.session_factory, snapshot=snapshot, single=single)
 
     # -- entry points ----------------------------------------------------------------
 
@@ -254,9 +261,7 @@ class DnsPublisher:
         """A pass, with ``backend.lock`` just taken; lets go of it and wakes the waiters."""
         began = time.monotonic()
         try:
-            with self.uow() as tx:
-                fence = tx.take_fence(backend.account)
-            return self._pass(backend, pool, set(work_ids), start, budget, fence,
+            return self._pass(backend, pool, set(work_ids), start, budget,
                               verify=verify or accept or bool(adopt), accept=accept, adopt=adopt)
         except SQLAlchemyError as exc:
             return self._left_pending(pool, exc)
@@ -280,7 +285,7 @@ class DnsPublisher:
         return False
 
     def _done(self, work_ids: list[int]) -> bool:
-        with self.uow() as tx:
+        with self.uow(single=True) as tx:
             return not tx.work_exists(work_ids)
 
     def drift(self, pool: str, budget: float | None) -> tuple[Snapshot, list[NameDrift], list[Record]]:
@@ -291,12 +296,12 @@ class DnsPublisher:
         if not backend.lock.acquire(timeout=budget):
             raise RegistrarError("the registrar is busy with other work; try again", transient=True)
         try:
-            paused = self._paused_until(backend)
+            snap = self._snapshot(backend, pool, states=True)
+            paused = self._paused(snap)
             if paused is not None:
                 raise RegistrarError(f"registrar calls are paused until {paused:%H:%M:%S} UTC (it throttled this key)",
                                      transient=True)
-            snap = self._snapshot(pool, states=True)
-            names, lost = backend.drift(pool, snap, PassIO(self, backend, pool, start, budget))
+            names, lost = backend.drift(pool, snap, PassIO(self, backend, pool, start, budget, snap.owned))
             return snap, names, lost
         finally:
             backend.lock.release()
@@ -328,28 +333,41 @@ class DnsPublisher:
 
     # -- the pass --------------------------------------------------------------------
 
-    def _snapshot(self, pool: str, *, states: bool = False) -> Snapshot:
+    def _snapshot(self, backend: ZoneBackend, pool: str, *, states: bool = False, fence: bool = False) -> Snapshot:
         # The work and the rows it names, read from one snapshot: every work item seen
         # comes with the row change that made it (a release read as still active would
-        # put the records back and call the removal done).
+        # put the records back and call the removal done). One transaction, taking the
+        # pass's fencing token first: a pass's bookkeeping costs round trips, and passes
+        # run one at a time.
         with self.uow(snapshot=True) as tx:
+            if fence:
+                token, paused_until = tx.take_fence(backend.account)
+            else:
+                account = tx.registrar_account(backend.account)
+                token, paused_until = None, account.paused_until if account is not None else None
             active = tx.active_ips(pool)
             work = tx.pending_work(pool)
             owned = tx.owned_hosts(pool)
             zone = tx.pool_zone(pool)
             allocated = tx.allocation_states(pool) if states else {}
-        return Snapshot(active, work, owned, foreign_records(zone.foreign_records if zone else None), allocated)
+        return Snapshot(active, work, owned, foreign_records(zone.foreign_records if zone else None), allocated,
+                        token, paused_until)
+
+    def _paused(self, snap: Snapshot) -> datetime | None:
+        """Until when registrar calls are paused (the registrar throttled the key), or None."""
+        paused = snap.paused_until
+        return paused if paused is not None and paused > self.clock() else None
 
     def _pass(self, backend: ZoneBackend, pool: str, wanted: set[int], start: float, budget: float | None,
-              fence: int, *, verify: bool, accept: bool, adopt: frozenset[str]) -> bool:
+              *, verify: bool, accept: bool, adopt: frozenset[str]) -> bool:
         began = self.clock()
-        snap = self._snapshot(pool)
+        snap = self._snapshot(backend, pool, fence=True)
         ids = [w.id for w in snap.work]
         if wanted and not wanted.intersection(ids):
             return True  # an earlier pass already carried it out
         if not snap.work and not verify:
             return True
-        paused = self._paused_until(backend)
+        paused = self._paused(snap)
         if paused is not None:
             # Not an attempt: the work is due again the moment the pause ends.
             why = f"registrar calls paused until {paused.isoformat()} (it throttled this key); not attempted"
@@ -358,9 +376,9 @@ class DnsPublisher:
                 tx.schedule_recheck(pool, paused, began)
             log.info("dns pass for %s: %s; %d change(s) wait", pool, why, len(ids))
             return False
+        io = PassIO(self, backend, pool, start, budget, snap.owned)
         try:
-            done = backend.converge(pool, snap, PassIO(self, backend, pool, start, budget),
-                                    accept=accept, adopt=adopt)
+            done = backend.converge(pool, snap, io, accept=accept, adopt=adopt)
         except (ZoneBlocked, UnreadableZone) as exc:
             self._block(pool, snap.work, exc)
             return False
@@ -373,13 +391,15 @@ class DnsPublisher:
         except RegistrarError as exc:
             self._fail(backend, pool, snap.work, exc)
             return False
-        return self._finish(backend, pool, snap, done, fence, began, accepted=accept)
+        return self._finish(backend, pool, snap, done, io.owned, began, accepted=accept)
 
-    def _finish(self, backend: ZoneBackend, pool: str, snap: Snapshot, done: Converged, fence: int,
+    def _finish(self, backend: ZoneBackend, pool: str, snap: Snapshot, done: Converged, owned: set[str],
                 began: datetime, *, accepted: bool) -> bool:
+        """The pass's bookkeeping, in one transaction. ``owned``: the hosts recorded as the
+        service's own when the pass ends."""
         now = self.clock()
         with self.uow() as tx:
-            if tx.fence(backend.account) != fence:
+            if tx.fence(backend.account) != snap.fence:
                 # Another process took the lock after ours was lost: what it did and
                 # what we wrote may have crossed. Leave the work; read again.
                 metrics.LOCK_LOST.inc()
@@ -395,7 +415,9 @@ class DnsPublisher:
             if not late_write_possible:
                 # Forget hosts only once a read shows them gone and no abandoned write
                 # can bring them back.
-                tx.set_owned_hosts(pool, set(done.owned | done.removing))
+                keep = set(done.owned | done.removing)
+                tx.disown_hosts(pool, owned - keep)
+                tx.own_hosts(pool, keep - owned)
             tx.update_pool_zone(
                 pool,
                 synced_at=now,
@@ -416,22 +438,23 @@ class DnsPublisher:
 
     def _record_events(self, tx: UnitOfWork, pool: str, snap: Snapshot, done: Converged, now: datetime,
                        accepted: bool) -> None:
-        worked = set()
+        events, worked = [], set()
         for w in snap.work:
             if (w.subdomain, w.action) in worked:
                 continue
             worked.add((w.subdomain, w.action))
             if w.action == domain.REMOVE:
-                tx.record_event(pool, w.subdomain, "dns-removed", DNS_CALLER, now)
+                events.append(event(pool, w.subdomain, "dns-removed", DNS_CALLER, now))
             elif w.subdomain in snap.active:
-                tx.record_event(pool, w.subdomain, "dns-published", DNS_CALLER, now, snap.active[w.subdomain])
+                events.append(event(pool, w.subdomain, "dns-published", DNS_CALLER, now, snap.active[w.subdomain]))
         for sub, hosts in done.touched.items():
             if not any(s == sub for s, _ in worked):
-                tx.record_event(pool, sub, "drift-repaired", DNS_CALLER, now, snap.active.get(sub),
-                                detail="records made right: " + ", ".join(hosts))
+                events.append(event(pool, sub, "drift-repaired", DNS_CALLER, now, snap.active.get(sub),
+                                    detail="records made right: " + ", ".join(hosts)))
         if accepted:
-            tx.record_event(pool, "", "zone-accepted", DNS_CALLER, now,
-                            detail="an operator accepted the zone as it was read (reconcile --force)")
+            events.append(event(pool, "", "zone-accepted", DNS_CALLER, now,
+                                detail="an operator accepted the zone as it was read (reconcile --force)"))
+        tx.record_events(events)
 
     def _fail(self, backend: ZoneBackend, pool: str, work: list, exc: RegistrarError) -> None:
         attempts = max((w.attempts for w in work), default=0)
@@ -500,13 +523,6 @@ class DnsPublisher:
     # The client spaces the calls of one process; these carry the spacing, and the
     # registrar's request to back off, over to the next lock holder, which may be
     # another worker or replica.
-
-    def _paused_until(self, backend: ZoneBackend) -> datetime | None:
-        with self.uow() as tx:
-            account = tx.registrar_account(backend.account)
-        if account is not None and account.paused_until is not None and account.paused_until > self.clock():
-            return account.paused_until
-        return None
 
     def _pace(self, backend: ZoneBackend) -> None:
         if backend.min_interval <= 0:

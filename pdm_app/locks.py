@@ -68,10 +68,11 @@ class DatabaseLock:
 
     def _try_acquire(self) -> bool:
         if self.engine.dialect.name == "postgresql":
-            conn = self.engine.connect()
+            # Autocommit: each statement on the lock's connection is one round trip (a
+            # session lock needs no transaction around it).
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             try:
                 got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": advisory_key(self.name)}).scalar()
-                conn.commit()
             except BaseException:
                 conn.close()
                 raise
@@ -103,7 +104,6 @@ class DatabaseLock:
             return True
         try:
             self._conn.execute(text("SELECT 1"))
-            self._conn.commit()
             return True
         except Exception:
             self._drop()
@@ -123,7 +123,6 @@ class DatabaseLock:
                      "AND pid = pg_backend_pid() AND classid = :hi AND objid = :lo AND objsubid = 1"),
                 {"hi": key >> 32, "lo": key & 0xFFFFFFFF},
             ).scalar()
-            self._conn.commit()
         except Exception as exc:
             log.warning("lock %s: its connection is gone (%s)", self.name, type(exc).__name__)
             return False
@@ -137,7 +136,6 @@ class DatabaseLock:
                 released = self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": advisory_key(self.name)})
                 if not released.scalar():
                     raise RuntimeError("the server says this session did not hold it")
-                self._conn.commit()
         except Exception as exc:
             # A broken connection took the lock with it; make sure the pool forgets it.
             metrics.LOCK_RELEASE_FAILURES.labels(self.name).inc()

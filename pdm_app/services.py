@@ -25,7 +25,7 @@ from .models import PoolAllocation, PoolZone
 from .powerdns.ds_check import DsCheck
 from .redaction import redact
 from .registrar import Record, RegistrarError, UnreadableZone
-from .unit_of_work import UnitOfWork
+from .unit_of_work import UnitOfWork, event
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -210,7 +210,7 @@ class PoolService:
         closed meanwhile (a restart, a failover): pooled connections are not pinged."""
         for attempt in (1, 2):
             try:
-                with UnitOfWork(self.session_factory, read_only=True) as tx:
+                with UnitOfWork(self.session_factory, single=True) as tx:
                     return read(tx)
             except DBAPIError as exc:
                 if attempt == 2 or not exc.connection_invalidated:
@@ -398,13 +398,10 @@ class PoolService:
         domain.validate_pool(pool, self.managed_domains)
         started = self.clock()
         limited = self._room_limited(pool)
-        if limited:
-            with self.uow() as tx:
-                zone = tx.pool_zone(pool)
-            if zone is None or zone.synced_at is None:
-                # The zone's shape is unknown: read it first, so a zone too full for
-                # another tenant is a 409 now rather than a write that fails for ever.
-                self.publisher.publish_for_request(pool, [], self.dns_request_budget, verify=True)
+        if limited and not self._read_once_more(lambda tx: tx.zone_read(pool)):
+            # The zone's shape is unknown: read it first, so a zone too full for
+            # another tenant is a 409 now rather than a write that fails for ever.
+            self.publisher.publish_for_request(pool, [], self.dns_request_budget, verify=True)
         now = self.clock()
         with self.uow() as tx:
             zone = tx.lock_pool(pool)  # lock order everywhere: pool, then row
@@ -488,7 +485,7 @@ class PoolService:
             now = self.clock()
             with self.uow() as tx:
                 gone = tx.delete_expired_reservations(now, limit=SWEEP_BATCH)
-                tx.record_events([dict(pool_domain=pool, subdomain=sub, action="expire", caller="sweeper", at=now)
+                tx.record_events([event(pool, sub, "expire", "sweeper", now)
                                   for pool, sub in gone])
             total += len(gone)
             if gone:

@@ -12,19 +12,28 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import domain
+from .locks import advisory_key
 from .models import AllocationEvent, DnsWork, OwnedHost, PoolAllocation, PoolZone, RegistrarAccount
+
+
+def event(pool: str, sub: str, action: str, caller: str, at: datetime, load_balancer_ip: str | None = None,
+          detail: str | None = None) -> dict:
+    """One history event, as ``UnitOfWork.record_events`` takes it."""
+    return dict(pool_domain=pool, subdomain=sub, action=action, caller=caller, at=at,
+                load_balancer_ip=load_balancer_ip, detail=detail)
 
 
 class UnitOfWork:
     """``with uow as tx:`` -- commits when the block ends, rolls back if it raises.
     ``snapshot=True`` makes every read in the block see one consistent state.
-    ``read_only=True``: one read that needs no transaction (PostgreSQL runs it in
-    autocommit: no BEGIN and COMMIT round trips around a single SELECT)."""
+    ``single=True``: one statement that needs no transaction around it -- a read, or a
+    write complete in itself (PostgreSQL runs it in autocommit: no BEGIN and COMMIT round
+    trips around it)."""
 
-    def __init__(self, session_factory: sessionmaker, *, snapshot: bool = False, read_only: bool = False):
+    def __init__(self, session_factory: sessionmaker, *, snapshot: bool = False, single: bool = False):
         self._session_factory = session_factory
         self._snapshot = snapshot
-        self._read_only = read_only
+        self._single = single
 
     def __enter__(self) -> "UnitOfWork":
         self.session: Session = self._session_factory()
@@ -34,7 +43,7 @@ class UnitOfWork:
             # Every statement sees the same committed state (SQLite's BEGIN IMMEDIATE
             # already gives that).
             self.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        elif self._read_only and self.dialect == "postgresql":
+        elif self._single and self.dialect == "postgresql":
             self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         return self
 
@@ -72,9 +81,11 @@ class UnitOfWork:
         return self.session.execute(stmt).scalar_one_or_none()
 
     def list_allocations(self, pool: str, state: str | None = None, *, limit: int | None = None,
-                         after: str | None = None) -> list[PoolAllocation]:
+                         after: str | None = None) -> list:
+        """Rows with PoolAllocation's attributes: plain rows, not ORM objects (a pool may
+        hold 100,000 names, and the list only reads them)."""
         stmt = (
-            select(PoolAllocation)
+            select(*(getattr(PoolAllocation, a.key) for a in PoolAllocation.__mapper__.column_attrs))
             .where(PoolAllocation.pool_domain == pool)
             .order_by(PoolAllocation.subdomain)
         )
@@ -84,7 +95,7 @@ class UnitOfWork:
             stmt = stmt.where(PoolAllocation.subdomain > after)
         if limit is not None:
             stmt = stmt.limit(limit)
-        return list(self.session.execute(stmt).scalars())
+        return list(self.session.execute(stmt))
 
     def allocation_states(self, pool: str) -> dict[str, str]:
         stmt = select(PoolAllocation.subdomain, PoolAllocation.state).where(PoolAllocation.pool_domain == pool)
@@ -136,11 +147,11 @@ class UnitOfWork:
 
     def record_event(self, pool: str, sub: str, action: str, caller: str, at: datetime,
                      load_balancer_ip: str | None = None, detail: str | None = None) -> None:
-        self.session.add(AllocationEvent(pool_domain=pool, subdomain=sub, action=action, caller=caller, at=at,
-                                         load_balancer_ip=load_balancer_ip, detail=detail))
+        self.record_events([event(pool, sub, action, caller, at, load_balancer_ip, detail)])
 
     def record_events(self, events: list[dict]) -> None:
-        """Many events (AllocationEvent's columns) in one statement."""
+        """Many events (``event(...)``s) in one statement -- an INSERT, not ORM objects
+        flushed at the commit (half a write request's CPU was that flush)."""
         if events:
             self.session.execute(insert(AllocationEvent), events)
 
@@ -161,21 +172,34 @@ class UnitOfWork:
 
     def lock_pool(self, pool: str) -> PoolZone:
         """Serialise the commits of one pool, so two of them cannot both take the last
-        room in its zone."""
-        self.session.execute(
-            self._insert(PoolZone).values(pool_domain=pool, foreign_subhost_records=0).on_conflict_do_nothing()
-        )
-        stmt = select(PoolZone).where(PoolZone.pool_domain == pool).with_for_update()
-        return self.session.execute(stmt).scalar_one()
+        room in its zone; returns the pool's row. PostgreSQL: an advisory lock held to
+        the end of the transaction, not a lock on that row -- a DNS pass updates the row
+        and must not queue behind commits. SQLite's BEGIN IMMEDIATE already serialises
+        every writer."""
+        if self.dialect == "postgresql":
+            self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key(f"pool-commits:{pool}")})
+        zone = self.session.get(PoolZone, pool)
+        if zone is None:
+            self.session.execute(
+                self._insert(PoolZone).values(pool_domain=pool, foreign_subhost_records=0).on_conflict_do_nothing()
+            )
+            zone = self.session.get(PoolZone, pool)
+        return zone
 
     def pool_zone(self, pool: str) -> PoolZone | None:
         return self.session.get(PoolZone, pool)
+
+    def zone_read(self, pool: str) -> bool:
+        """Whether a pass has read the pool's zone (its shape is known)."""
+        stmt = select(PoolZone.synced_at).where(PoolZone.pool_domain == pool)
+        return self.session.execute(stmt).scalar() is not None
 
     def pool_zones(self) -> dict[str, PoolZone]:
         return {z.pool_domain: z for z in self.session.execute(select(PoolZone)).scalars()}
 
     def update_pool_zone(self, pool: str, **values) -> None:
-        self.session.execute(self._insert(PoolZone).values(pool_domain=pool).on_conflict_do_nothing())
+        if self.session.get(PoolZone, pool) is None:  # no statement when this transaction read it
+            self.session.execute(self._insert(PoolZone).values(pool_domain=pool).on_conflict_do_nothing())
         self.session.execute(update(PoolZone).where(PoolZone.pool_domain == pool).values(**values))
 
     def schedule_recheck(self, pool: str, at: datetime, now: datetime) -> None:
@@ -192,28 +216,23 @@ class UnitOfWork:
         return set(self.session.execute(select(OwnedHost.host).where(OwnedHost.pool_domain == pool)).scalars())
 
     def own_hosts(self, pool: str, hosts: set[str]) -> None:
-        # Only the new ones, in one statement: a pass re-owns every tenant of the pool.
-        new = sorted(set(hosts) - self.owned_hosts(pool))
-        if new:
+        """Add ``hosts`` (one statement; those already owned are left as they are)."""
+        if hosts:
             self.session.execute(
                 self._insert(OwnedHost).on_conflict_do_nothing(),
-                [dict(pool_domain=pool, host=host, subdomain=domain.tenant_of(host)) for host in new],
+                [dict(pool_domain=pool, host=host, subdomain=domain.tenant_of(host)) for host in sorted(hosts)],
             )
 
-    def set_owned_hosts(self, pool: str, hosts: set[str]) -> None:
-        """Exactly ``hosts``: what a good write left in the zone."""
-        self.session.execute(delete(OwnedHost).where(OwnedHost.pool_domain == pool, OwnedHost.host.not_in(hosts)))
-        self.own_hosts(pool, hosts)
+    def disown_hosts(self, pool: str, hosts: set[str]) -> None:
+        if hosts:
+            self.session.execute(delete(OwnedHost).where(OwnedHost.pool_domain == pool, OwnedHost.host.in_(hosts)))
 
     # -- DNS work queue ------------------------------------------------------------
 
     def add_dns_work(self, pool: str, sub: str, action: str, now: datetime) -> int:
-        work = DnsWork(
-            pool_domain=pool, subdomain=sub, action=action, created_at=now, attempts=0, next_attempt_at=now
-        )
-        self.session.add(work)
-        self.session.flush()
-        return work.id
+        stmt = insert(DnsWork).values(pool_domain=pool, subdomain=sub, action=action, created_at=now, attempts=0,
+                                      next_attempt_at=now).returning(DnsWork.id)
+        return self.session.execute(stmt).scalar_one()
 
     def pending_work(self, pool: str | None = None) -> list[DnsWork]:
         stmt = select(DnsWork).order_by(DnsWork.id)
@@ -260,10 +279,18 @@ class UnitOfWork:
         self.session.execute(self._insert(RegistrarAccount).values(account=account).on_conflict_do_nothing())
         self.session.execute(update(RegistrarAccount).where(RegistrarAccount.account == account).values(**values))
 
-    def take_fence(self, account: str) -> int:
-        """A new fencing token for the holder of the account's lock."""
-        self.update_registrar_account(account, fence=RegistrarAccount.fence + 1)
-        return self.fence(account)
+    def take_fence(self, account: str) -> tuple[int, datetime | None]:
+        """A new fencing token for the holder of the account's lock, and until when the
+        registrar asked every caller to wait (one statement)."""
+        stmt = (
+            self._insert(RegistrarAccount)
+            .values(account=account, fence=1)
+            .on_conflict_do_update(index_elements=[RegistrarAccount.account],
+                                   set_={"fence": RegistrarAccount.fence + 1})
+            .returning(RegistrarAccount.fence, RegistrarAccount.paused_until)
+        )
+        fence, paused_until = self.session.execute(stmt).one()
+        return fence, paused_until
 
     def fence(self, account: str) -> int:
         # Locked, so no new holder takes a token between this check and the commit.

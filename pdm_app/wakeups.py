@@ -78,9 +78,8 @@ class PassWakeups:
         self._bump()
         if self.crosses_processes:
             try:
-                with self.engine.connect() as conn:
+                with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                     conn.execute(text("SELECT pg_notify(:c, '')"), {"c": CHANNEL})
-                    conn.commit()
             except Exception as exc:  # the waiters elsewhere fall back to their own timeouts
                 log.warning("could not announce the end of a DNS pass (%s)", type(exc).__name__)
 

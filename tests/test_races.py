@@ -137,6 +137,54 @@ def test_concurrent_commits_and_releases_of_different_names(app, fake, round_):
     assert fake.max_in_flight == 1  # one registrar call at a time
 
 
+def test_two_commits_race_for_the_last_room(app, fake, monkeypatch):
+    """A pool with room for one more tenant, and two commits at once: the first holds the
+    pool from counting its tenants to its COMMIT, so the second counts the first's tenant
+    too and answers 409 pool-full -- never two tenants in a zone that holds one. The
+    first pauses after its count; on PostgreSQL the test waits until the second is
+    blocked on the pool's lock (or done) before letting the first go on."""
+    pdm = app.extensions["pdm"]
+    service = pdm.service
+    service.max_subhost_records = 6 * 1 + 2  # one tenant's 6 records beside the 2 foreign ones
+    assert service.publisher.publish(POOL, [], budget=None, verify=True)  # the zone's shape is known
+    client = app.test_client()
+    tokens = {sub: client.post(f"/api/v1/pool/{POOL}/reserve", json={"subdomain": sub}).get_json()["reservationToken"]
+              for sub in ("first", "second")}
+    interleave = Interleave(monkeypatch)
+    counted, go_on = threading.Event(), threading.Event()
+
+    def first_pause():
+        counted.set()
+        _wait(go_on, "the second commit to queue")
+
+    interleave.at("first", "save_allocation", first_pause)
+    statuses: dict[str, int] = {}
+
+    def do_commit(sub):
+        statuses[sub] = app.test_client().post(f"/api/v1/pool/{POOL}/commit", json={
+            "subdomain": sub, "reservationToken": tokens[sub], "loadBalancerIP": LB}).status_code
+
+    first = threading.Thread(target=do_commit, args=("first",), name="first")
+    first.start()
+    _wait(counted, "the first commit to count the tenants")
+    second = threading.Thread(target=do_commit, args=("second",), name="second")
+    second.start()
+    if pdm.engine.dialect.name == "postgresql":
+        for _ in range(1200):
+            if not second.is_alive() or _blocked_on_a_row_lock(pdm.engine):
+                break
+            second.join(0.05)
+        else:
+            raise AssertionError("the second commit neither blocked nor finished")
+    go_on.set()
+    first.join(60)
+    second.join(60)
+    assert statuses == {"first": 200, "second": 409}, statuses
+    assert {a.subdomain: a.state for a in service.list_pool(POOL).allocations} == {
+        "first": "active", "second": "reserved"}
+    assert tenant_records(fake.zone(POOL), "second") == {}
+
+
 class Clock:
     """The service's clock, moved by the test. ``lapse_after``: from that many reads on,
     it reads ``lapsed`` instead -- the moment a reservation lapses falls inside a race

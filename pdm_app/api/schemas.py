@@ -1,7 +1,6 @@
 """Marshmallow schemas of the wire contract: request bodies in, answers out."""
 from __future__ import annotations
 
-from dataclasses import asdict
 
 from marshmallow import EXCLUDE, Schema, fields, post_dump, validate
 
@@ -137,7 +136,8 @@ def dump_pool_list(listing) -> dict:
     schema = PoolPageSchema() if listing.paged else PoolListSchema()
     return schema.dump({
         "pool_domain": listing.pool_domain,
-        "allocations": [{**asdict(a), "dns_pending": a.subdomain in pending_subs} for a in listing.allocations],
+        # vars(), not asdict(): a shallow copy (asdict deep-copies every datetime).
+        "allocations": [{**vars(a), "dns_pending": a.subdomain in pending_subs} for a in listing.allocations],
         "pending": listing.pending,
         "blocked": listing.blocked,
         "next_after": listing.next_after,
