@@ -137,6 +137,15 @@ def test_concurrent_commits_and_releases_of_different_names(app, fake, round_):
     assert fake.max_in_flight == 1  # one registrar call at a time
 
 
+def _until_blocked_or_done(engine, thread: threading.Thread, what: str) -> None:
+    """PostgreSQL: wait until ``thread`` waits on a lock in the database, or has finished."""
+    for _ in range(1200):
+        if not thread.is_alive() or _blocked_on_a_row_lock(engine):
+            return
+        thread.join(0.05)
+    raise AssertionError(f"{what} neither blocked nor finished")
+
+
 def test_two_commits_race_for_the_last_room(app, fake, monkeypatch):
     """A pool with room for one more tenant, and two commits at once: the first holds the
     pool from counting its tenants to its COMMIT, so the second counts the first's tenant
@@ -170,12 +179,7 @@ def test_two_commits_race_for_the_last_room(app, fake, monkeypatch):
     second = threading.Thread(target=do_commit, args=("second",), name="second")
     second.start()
     if pdm.engine.dialect.name == "postgresql":
-        for _ in range(1200):
-            if not second.is_alive() or _blocked_on_a_row_lock(pdm.engine):
-                break
-            second.join(0.05)
-        else:
-            raise AssertionError("the second commit neither blocked nor finished")
+        _until_blocked_or_done(pdm.engine, second, "the second commit")
     go_on.set()
     first.join(60)
     second.join(60)
@@ -320,12 +324,7 @@ def test_commit_release_sweeper_on_one_name(app, fake, monkeypatch):
             sweeper.start()
             _wait(sweeper_deleting, "the sweeper to start its DELETE")
             if postgres:  # until the DELETE waits on the commit's row lock (or is done)
-                for _ in range(1200):
-                    if not sweeper.is_alive() or _blocked_on_a_row_lock(pdm.engine):
-                        break
-                    sweeper.join(0.05)
-                else:
-                    raise AssertionError("the sweeper's DELETE neither blocked nor finished")
+                _until_blocked_or_done(pdm.engine, sweeper, "the sweeper's DELETE")
             go_on.set()
             committer.join(60)
             sweeper.join(60)
