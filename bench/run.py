@@ -471,25 +471,23 @@ def _duration(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
+def _found(pattern: str, text: str, convert, default=None):
+    """``convert`` of the first group of ``pattern``'s first match in ``text`` (lines
+    anchored with ^), or ``default`` when it does not match."""
+    m = re.search(pattern, text, re.M)
+    return convert(m.group(1)) if m else default
+
+
 def parse_wrk(output: str) -> dict:
-    figures = {"rps": None, "p50_ms": None, "p75_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None,
-               "requests": None, "non_2xx": 0, "socket_errors": 0}
-    for q in ("50", "75", "90", "99"):
-        m = re.search(rf"^\s+{q}%\s+(\S+)", output, re.M)
-        if m:
-            figures[f"p{q}_ms"] = ms(_duration(m.group(1)))
-    m = re.search(r"^\s+Latency\s+\S+\s+\S+\s+(\S+)", output, re.M)
-    if m:
-        figures["max_ms"] = ms(_duration(m.group(1)))
-    m = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
-    if m:
-        figures["rps"] = float(m.group(1))
-    m = re.search(r"^\s+(\d+) requests in", output, re.M)
-    if m:
-        figures["requests"] = int(m.group(1))
-    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    if m:
-        figures["non_2xx"] = int(m.group(1))
+    in_ms = lambda text: ms(_duration(text))  # noqa: E731
+    figures = {f"p{q}_ms": _found(rf"^\s+{q}%\s+(\S+)", output, in_ms) for q in ("50", "75", "90", "99")}
+    figures.update(
+        rps=_found(r"^Requests/sec:\s+([\d.]+)", output, float),
+        max_ms=_found(r"^\s+Latency\s+\S+\s+\S+\s+(\S+)", output, in_ms),
+        requests=_found(r"^\s+(\d+) requests in", output, int),
+        non_2xx=_found(r"Non-2xx or 3xx responses:\s+(\d+)", output, int, 0),
+        socket_errors=0,
+    )
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     if m:
         figures["socket_errors"] = sum(int(x) for x in m.groups())
@@ -607,14 +605,9 @@ def run_pgbench(pgbench: str, sa_url: str, pool: str, sub: str, seconds: float, 
         env["PGPASSWORD"] = url.password
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 120)
     output = done.stdout + done.stderr
-    figures = {"tps": None, "latency_avg_ms": None, "driver": f"pgbench -M prepared -c {clients} -j 2",
-               "raw": output, "loadavg": loadavg()}
-    m = re.search(r"^tps = ([\d.]+)", output, re.M)
-    if m:
-        figures["tps"] = float(m.group(1))
-    m = re.search(r"^latency average = ([\d.]+) ms", output, re.M)
-    if m:
-        figures["latency_avg_ms"] = float(m.group(1))
+    figures = {"tps": _found(r"^tps = ([\d.]+)", output, float),
+               "latency_avg_ms": _found(r"^latency average = ([\d.]+) ms", output, float),
+               "driver": f"pgbench -M prepared -c {clients} -j 2", "raw": output, "loadavg": loadavg()}
     say(f"pgbench: {figures['tps'] or 0:.0f} tps, latency average {figures['latency_avg_ms']} ms"
         + ("" if done.returncode == 0 else f" (exit {done.returncode}: {output.strip()[-300:]})"))
     return figures
