@@ -133,8 +133,8 @@ class PoolZone(Base):
     """Per pool: what the last good zone read showed besides the service's own records
     (so a commit can tell without a registrar call whether the zone still has room, and a
     later read that lost some of them is recognised as broken), whether the pool is
-    blocked and why, when the zone is owed another read, and the row a commit locks to
-    make the room check race-free."""
+    blocked and why, and when the zone is owed another read. (Commits of a pool serialise
+    on an advisory lock, not on this row, which every pass updates.)"""
 
     __tablename__ = "pool_zones"
 

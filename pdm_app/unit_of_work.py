@@ -178,11 +178,13 @@ class UnitOfWork:
         every writer."""
         if self.dialect == "postgresql":
             self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key(f"pool-commits:{pool}")})
+        return self._pool_zone_row(pool)
+
+    def _pool_zone_row(self, pool: str) -> PoolZone:
+        """The pool's row, made on first use; no statement when this transaction read it."""
         zone = self.session.get(PoolZone, pool)
         if zone is None:
-            self.session.execute(
-                self._insert(PoolZone).values(pool_domain=pool, foreign_subhost_records=0).on_conflict_do_nothing()
-            )
+            self.session.execute(self._insert(PoolZone).values(pool_domain=pool).on_conflict_do_nothing())
             zone = self.session.get(PoolZone, pool)
         return zone
 
@@ -198,8 +200,7 @@ class UnitOfWork:
         return {z.pool_domain: z for z in self.session.execute(select(PoolZone)).scalars()}
 
     def update_pool_zone(self, pool: str, **values) -> None:
-        if self.session.get(PoolZone, pool) is None:  # no statement when this transaction read it
-            self.session.execute(self._insert(PoolZone).values(pool_domain=pool).on_conflict_do_nothing())
+        self._pool_zone_row(pool)
         self.session.execute(update(PoolZone).where(PoolZone.pool_domain == pool).values(**values))
 
     def schedule_recheck(self, pool: str, at: datetime, now: datetime) -> None:
