@@ -6,7 +6,9 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
+    Float,
     DateTime,
     Index,
     Integer,
@@ -20,7 +22,7 @@ from sqlalchemy.types import TypeDecorator
 
 # The Alembic head these models describe; /readyz compares the database with it.
 # Revision ids are zero-padded numbers ("0003" follows "0002"), so they order.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -74,6 +76,12 @@ class PoolAllocation(Base):
     load_balancer_ip: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_by: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Who reserved it (the token's name, else the client address): the per-caller quota of
+    # open reservations counts these. None on rows older than the quota.
+    reserved_by: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # An active tenant carried over from the previous service's table: the A records at
+    # its hosts are the service's although it never recorded publishing them.
+    carried_over: Mapped[bool] = mapped_column(Boolean, server_default=text("false"), default=False)
 
     __table_args__ = (
         CheckConstraint("state IN ('reserved', 'active')", name="state"),
@@ -84,6 +92,13 @@ class PoolAllocation(Base):
             sqlite_where=text("state = 'reserved'"),
         ),
         Index("ix_pool_allocations_pool_domain_state", "pool_domain", "state"),
+        Index(
+            "ix_pool_allocations_pool_domain_reserved_by",
+            "pool_domain",
+            "reserved_by",
+            postgresql_where=text("state = 'reserved'"),
+            sqlite_where=text("state = 'reserved'"),
+        ),
     )
 
 
@@ -154,6 +169,13 @@ class PoolZone(Base):
     # PowerDNS pools: the DS lines (SHA-256) of the pool zone's key, one per line, which
     # the pool domain's registrar must publish for the chain of trust to reach it.
     ds_records: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Why the pool's last pass failed (any error, redacted) and since when its passes
+    # fail; None once a pass succeeds.
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # After a zone write that failed or timed out: until when the registrar may still
+    # apply it (the zone is read again soon, about a minute later, and at this time).
+    late_write_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class OwnedHost(Base):
@@ -181,3 +203,27 @@ class RegistrarAccount(Base):
     # Fencing token: raised by every holder of the registrar lock when it takes it; a pass
     # marks its work done only while the token is still its own.
     fence: Mapped[int] = mapped_column(BigInteger, server_default="0", default=0)
+
+
+class DnsConflict(Base):
+    """A name of the pool that its DNS, as last read, holds records (or a zone) at or
+    under that are not the service's: not available to a tenant while they are there."""
+
+    __tablename__ = "dns_conflicts"
+
+    pool_domain: Mapped[str] = mapped_column(Text, primary_key=True)
+    label: Mapped[str] = mapped_column(Text, primary_key=True)
+    # What is there, for a person ("A www.shop 198.51.100.1", "zone shop.omani.works.").
+    detail: Mapped[str] = mapped_column(Text)
+
+
+class RateLimitCounter(Base):
+    """A rate-limit window's hits, shared by every worker and replica (the limits
+    library's storage on the service's own database)."""
+
+    __tablename__ = "rate_limit_counters"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    hits: Mapped[int] = mapped_column(BigInteger)
+    # Seconds since the epoch: the limits library's clock.
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

@@ -103,7 +103,8 @@ def reset_schema(url: str) -> None:
     command.upgrade(alembic_config(url), "head")
 
 
-TABLES = ("allocation_history", "dns_owned_hosts", "dns_work", "pool_allocations", "pool_zones", "registrar_accounts")
+TABLES = ("allocation_history", "dns_conflicts", "dns_owned_hosts", "dns_work", "pool_allocations", "pool_zones",
+          "rate_limit_counters", "registrar_accounts")
 
 
 def truncate(url: str) -> None:
