@@ -420,6 +420,7 @@ def _show_drift(report: DriftReport) -> None:
         rows += [(name.subdomain, state, "missing", host, None, None) for host in name.missing]
         rows += [(name.subdomain, state, "wrong address", w.host, ", ".join(w.found), w.expected) for w in name.wrong]
         rows += [(name.subdomain, state, "orphan", host, None, None) for host in name.orphans]
+        rows += [(name.subdomain, state, "not ours", what, None, None) for what in name.foreign]
     if rows:
         table(["SUBDOMAIN", "STATE", "PROBLEM", "HOST", "FOUND", "EXPECTED"], rows)
     if report.pending:
@@ -460,6 +461,9 @@ def _plan(report: DriftReport) -> None:
             click.echo(f"  correct  {w.host} A {', '.join(w.found)} -> {w.expected}")
         for host in name.orphans:
             click.echo(f"  remove   {host}")
+        for what in name.foreign:
+            click.echo(f"  leave    {what} (not the service's: an operator removes it, or {name.subdomain} "
+                       "is released)")
     if report.pending:
         click.echo(f"  carry out {len(report.pending)} pending DNS change(s)")
     if report.lost:

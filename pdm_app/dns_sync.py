@@ -46,6 +46,8 @@ RECHECK_AFTER_FAILURE = 60.0
 MIN_PASS_TIME = 0.05
 # Passes quicker than this (on average) count as quick: see DnsPublisher._turn_wait.
 QUICK_PASS = 0.1
+# Where a request's DNS work stands (DnsPublisher._work_state).
+DONE, REFUSED, PENDING = "done", "refused", "pending"
 
 
 class LockLost(Exception):
@@ -63,6 +65,8 @@ class Snapshot:
     owned: set[str]
     last_foreign: list[Record] | None
     states: dict[str, str] = field(default_factory=dict)
+    # Active tenants carried over from the previous service's table (``ownership``).
+    carried: frozenset[str] = frozenset()
     # The account's fencing token taken with the lock (None: a drift read takes none),
     # and until when the registrar asked every caller to wait.
     fence: int | None = None
@@ -76,12 +80,17 @@ class Converged:
     ``owned``: the hosts of the service's records once the pass is done; ``removing``:
     those it removed now (still owned until a later read shows them gone); ``touched``:
     tenant -> what changed for it; ``state``: the backend's columns of ``pool_zones`` to
-    store with this good read."""
+    store with this good read; ``conflicts``: every name the DNS holds foreign records at
+    or under (``ownership``), None when the pass did not read them all; ``refused``:
+    active tenants it did not publish rather than take over what is not the service's
+    (or for want of room): sub -> (code, why)."""
 
     touched: dict[str, list[str]]
     owned: frozenset[str] = frozenset()
     removing: frozenset[str] = frozenset()
     state: Mapping[str, object] = field(default_factory=dict)
+    conflicts: Mapping[str, str] | None = None
+    refused: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 class ZoneBackend(Protocol):
@@ -231,8 +240,10 @@ class DnsPublisher:
                     # The pass itself sees when an earlier one already carried the work.
                     return self._locked_pass(backend, pool, work_ids, time.monotonic(), left, verify=verify)
                 self.wakeups.wait(mark, left)
-                if work_ids and not verify and self._done(work_ids):
-                    return True  # the pass that just ended carried it
+                if work_ids and not verify:
+                    state = self._work_state(work_ids)
+                    if state != PENDING:
+                        return state == DONE  # the pass that just ended carried it, or refused it
         except SQLAlchemyError as exc:
             return self._left_pending(pool, exc)
         finally:
@@ -284,9 +295,12 @@ class DnsPublisher:
         log.error("dns pass for %s: database error, left pending: %s", pool, type(exc).__name__)
         return False
 
-    def _done(self, work_ids: list[int]) -> bool:
-        with self.uow(single=True) as tx:
-            return not tx.work_exists(work_ids)
+    def _work_state(self, work_ids: list[int]) -> str:
+        """DONE (gone from the queue), REFUSED (a pass would not publish it) or PENDING."""
+        with self.uow() as tx:
+            if not tx.work_exists(work_ids):
+                return DONE
+            return REFUSED if tx.work_refusals(work_ids) else PENDING
 
     def drift(self, pool: str, budget: float | None) -> tuple[Snapshot, list[NameDrift], list[Record]]:
         """One read of the pool's DNS compared with the table, for a drift report: under
@@ -345,13 +359,13 @@ class DnsPublisher:
             else:
                 account = tx.registrar_account(backend.account)
                 token, paused_until = None, account.paused_until if account is not None else None
-            active = tx.active_ips(pool)
+            active, carried = tx.active_tenants(pool)
             work = tx.pending_work(pool)
             owned = tx.owned_hosts(pool)
             zone = tx.pool_zone(pool)
             allocated = tx.allocation_states(pool) if states else {}
         return Snapshot(active, work, owned, foreign_records(zone.foreign_records if zone else None), allocated,
-                        token, paused_until)
+                        carried, token, paused_until)
 
     def _paused(self, snap: Snapshot) -> datetime | None:
         """Until when registrar calls are paused (the registrar throttled the key), or None."""
@@ -391,13 +405,15 @@ class DnsPublisher:
         except RegistrarError as exc:
             self._fail(backend, pool, snap.work, exc)
             return False
-        return self._finish(backend, pool, snap, done, io.owned, began, accepted=accept)
+        return self._finish(backend, pool, snap, done, io.owned, began, wanted, accepted=accept)
 
     def _finish(self, backend: ZoneBackend, pool: str, snap: Snapshot, done: Converged, owned: set[str],
-                began: datetime, *, accepted: bool) -> bool:
+                began: datetime, wanted: set[int], *, accepted: bool) -> bool:
         """The pass's bookkeeping, in one transaction. ``owned``: the hosts recorded as the
-        service's own when the pass ends."""
+        service's own when the pass ends. False when work of ``wanted`` was refused (with
+        none wanted: when any active tenant was): its tenant is not published."""
         now = self.clock()
+        refused = [w for w in snap.work if w.action == domain.PUBLISH and w.subdomain in done.refused]
         with self.uow() as tx:
             if tx.fence(backend.account) != snap.fence:
                 # Another process took the lock after ours was lost: what it did and
@@ -407,7 +423,13 @@ class DnsPublisher:
                             "work left pending and the zone read again", pool)
                 tx.schedule_recheck(pool, now, now)
                 return False
-            tx.finish_work([w.id for w in snap.work])
+            tx.finish_work([w.id for w in snap.work if w not in refused])
+            for w in refused:
+                code, why = done.refused[w.subdomain]
+                self._record_failure(tx, pool, [w], why, now, action="dns-refused")
+                tx.fail_work([w.id], why, now + timedelta(seconds=retry_delay(w.attempts)), refusal=code)
+            if done.conflicts is not None:
+                tx.replace_conflicts(pool, dict(done.conflicts))
             zone = tx.pool_zone(pool)
             was_blocked = zone.blocked_reason if zone is not None else None
             recheck = zone.recheck_at if zone is not None else None
@@ -428,13 +450,16 @@ class DnsPublisher:
                 **done.state,
             )
             self._record_events(tx, pool, snap, done, now, accepted)
+        if refused:
+            log.warning("dns pass for %s: not published, to take over nothing that is not the service's: %s", pool,
+                        "; ".join(f"{sub} ({code})" for sub, (code, _) in sorted(done.refused.items())))
         if was_blocked:
             log.info("dns for %s is no longer blocked (%s)", pool, was_blocked)
         log.info(
             "dns pass for %s: %d change(s) applied, %s", pool, len(snap.work),
             f"changed ({', '.join(done.touched)})" if done.touched else "already right",
         )
-        return True
+        return not ({w.id for w in refused} & wanted if wanted else done.refused)
 
     def _record_events(self, tx: UnitOfWork, pool: str, snap: Snapshot, done: Converged, now: datetime,
                        accepted: bool) -> None:
@@ -443,6 +468,8 @@ class DnsPublisher:
             if (w.subdomain, w.action) in worked:
                 continue
             worked.add((w.subdomain, w.action))
+            if w.subdomain in done.refused and w.action == domain.PUBLISH:
+                continue  # recorded as dns-refused
             if w.action == domain.REMOVE:
                 events.append(event(pool, w.subdomain, "dns-removed", DNS_CALLER, now))
             elif w.subdomain in snap.active:
@@ -488,13 +515,14 @@ class DnsPublisher:
             tx.schedule_recheck(pool, when if work else now + timedelta(seconds=RECHECK_AFTER_FAILURE), now)
 
     @staticmethod
-    def _record_failure(tx: UnitOfWork, pool: str, work: list, error: str, now: datetime) -> None:
+    def _record_failure(tx: UnitOfWork, pool: str, work: list, error: str, now: datetime,
+                        action: str = "dns-failed") -> None:
         # Once per change and error: a long outage is one event, not one per retry.
         seen = set()
         for w in work:
             if w.last_error != error[:500] and (w.subdomain, w.action) not in seen:
                 seen.add((w.subdomain, w.action))
-                tx.record_event(pool, w.subdomain, "dns-failed", DNS_CALLER, now, detail=error[:500])
+                tx.record_event(pool, w.subdomain, action, DNS_CALLER, now, detail=error[:500])
 
     # -- calls, pacing and pauses across processes -------------------------------------
 

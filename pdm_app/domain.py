@@ -248,6 +248,12 @@ class Allocation:
                          load_balancer_ip=lb_ip)
         return Transition(active, "commit", PUBLISH)
 
+    def refuse_commit(self, reservation: "Allocation") -> Transition:
+        """active -> reserved again: the commit's records could not be published without
+        taking over what is not the service's (or the zone had no room). ``reservation``:
+        the row as it was before the commit."""
+        return Transition(reservation, "commit-refused")
+
     def renew(self, token: str | None, now: datetime, ttl: float) -> Transition:
         """A live reservation held ``ttl`` seconds from now. ``token`` None: an operator's
         renew, which needs no token."""

@@ -116,6 +116,9 @@ class DnsWork(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set when a pass refused to publish a tenant rather than take over what is not the
+    # service's: "dns-conflict" or "pool-full" (``last_error`` says what was in the way).
+    refusal: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (
         CheckConstraint("action IN ('publish', 'remove')", name="action"),

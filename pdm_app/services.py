@@ -8,6 +8,7 @@ The state transitions themselves live on ``domain.Allocation``.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -17,11 +18,12 @@ from typing import Callable, TypeVar
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
-from . import domain
+from . import domain, ownership
 from .dns_plan import NameDrift
 from .dns_sync import DnsPublisher
 from .domain import ACTIVE, RESERVED, Allocation, DomainError, Transition
 from .models import PoolAllocation, PoolZone
+from .ownership import DNS_CONFLICT
 from .powerdns.ds_check import DsCheck
 from .redaction import redact
 from .registrar import Record, RegistrarError, UnreadableZone
@@ -247,12 +249,19 @@ class PoolService:
             return CheckResult(False, "reserved", f"{sub!r} is needed by the control plane; pick another name")
         fqdn = f"{sub}.{pool}"
 
-        def read(tx: UnitOfWork) -> Allocation | None:
-            row = tx.get_allocation(pool, sub)
-            return _to_domain(row) if row else None
+        now = self.clock()
 
-        found = self._read_once_more(read)
-        if found is None or found.is_expired(self.clock()):
+        def read(tx: UnitOfWork) -> tuple[Allocation | None, str | None]:
+            row = tx.get_allocation(pool, sub)
+            found = _to_domain(row) if row else None
+            if found is None or found.is_expired(now):
+                return found, tx.dns_conflict(pool, sub)
+            return found, None
+
+        found, conflict = self._read_once_more(read)
+        if conflict is not None:
+            return CheckResult(False, DNS_CONFLICT, ownership.conflict_detail(fqdn, conflict), fqdn)
+        if found is None or found.is_expired(now):
             return CheckResult(True, fqdn=fqdn)
         if found.state == RESERVED:
             return CheckResult(False, "reserved-state", f"{fqdn} is held by another deployment in progress; "
@@ -373,7 +382,7 @@ class PoolService:
             expires_at=allocation.expires_at, reservation_token=allocation.token_digest, sovereign_fqdn=None,
             load_balancer_ip=None, created_by=allocation.created_by, updated_at=now,
         )
-        with self.uow() as tx:
+        with self._refusals_recorded(pool, sub, "reserve-refused", caller), self.uow() as tx:
             # The primary key decides races: one insert wins, the others find its row.
             inserted = tx.insert_allocation_if_absent(values)
             row = None if inserted else tx.get_allocation(pool, sub, lock=True)
@@ -386,6 +395,7 @@ class PoolService:
                 # A lapsed reservation the sweeper has not reached yet: take it over.
                 tx.record_event(pool, sub, _to_domain(row).expire().action, caller, now)
                 tx.save_allocation(row, allocation, now)
+            self._refuse_conflict(tx, pool, sub)
             tx.record_event(pool, sub, "reserve", caller, now)
         log.info("reserved %s.%s for %s until %s", sub, pool, allocation.created_by, allocation.expires_at)
         return Reservation(allocation, token)
@@ -403,13 +413,15 @@ class PoolService:
             # another tenant is a 409 now rather than a write that fails for ever.
             self.publisher.publish_for_request(pool, [], self.dns_request_budget, verify=True)
         now = self.clock()
-        with self.uow() as tx:
+        with self._refusals_recorded(pool, sub, "commit-refused", caller), self.uow() as tx:
             zone = tx.lock_pool(pool)  # lock order everywhere: pool, then row
             row = tx.get_allocation(pool, sub, lock=True)
             if row is None:
                 raise DomainError("not-found", f"no reservation for {sub}.{pool}", 404)
-            change = _to_domain(row).commit(token, lb_ip, (sovereign_fqdn or "").strip() or None, now)
+            reservation = _to_domain(row)
+            change = reservation.commit(token, lb_ip, (sovereign_fqdn or "").strip() or None, now)
             if change.action == "commit":
+                self._refuse_conflict(tx, pool, sub)
                 if limited:
                     self._check_room(tx, zone, pool)
                 tx.save_allocation(row, change.allocation, now)
@@ -418,7 +430,51 @@ class PoolService:
         log.info("committed %s.%s -> %s", sub, pool, lb_ip)
         budget = max(0.1, self.dns_request_budget - (self.clock() - started).total_seconds())
         done = self.publisher.publish_for_request(pool, [work_id], budget)
+        if not done and change.action == "commit":
+            self._undo_refused_commit(reservation, allocation, work_id, caller)
         return Outcome(allocation, done)
+
+    @staticmethod
+    def _refuse_conflict(tx: UnitOfWork, pool: str, sub: str) -> None:
+        """409 dns-conflict when the pool's DNS, as last read, holds foreign records at or
+        under ``sub`` (``ownership``). One that appears after that read is caught by the
+        pass, which never publishes over it."""
+        conflict = tx.dns_conflict(pool, sub)
+        if conflict is not None:
+            raise DomainError(DNS_CONFLICT, ownership.conflict_detail(f"{sub}.{pool}", conflict), 409)
+
+    @contextlib.contextmanager
+    def _refusals_recorded(self, pool: str, sub: str, action: str, caller: str):
+        """A dns-conflict refusal leaves its transaction rolled back: the history records
+        who was refused, and why, in one of its own."""
+        try:
+            yield
+        except DomainError as err:
+            if err.code == DNS_CONFLICT:
+                with self.uow() as tx:
+                    tx.record_event(pool, sub, action, caller, self.clock(), detail=f"{err.code}: {err.detail}"[:500])
+            raise
+
+    def _undo_refused_commit(self, reservation: Allocation, committed: Allocation, work_id: int, caller: str) -> None:
+        """The pass would not publish the commit's records (foreign records at its hosts,
+        or no room left in the zone): the row goes back to the reservation it was, its work
+        leaves the queue, and the caller gets the refusal (409) -- unless the row changed
+        meanwhile. A commit answered 202 before any pass refused it stays active and its
+        work pending, visibly (``pendingDns``, drift)."""
+        pool, sub = reservation.pool_domain, reservation.subdomain
+        with self.uow() as tx:
+            row = tx.get_allocation(pool, sub, lock=True)
+            refusal = tx.work_refusals([work_id]).get(work_id)
+            if refusal is None or row is None or _to_domain(row) != committed:
+                return
+            code, why = refusal
+            now = self.clock()
+            change = committed.refuse_commit(reservation)
+            tx.save_allocation(row, change.allocation, now)
+            tx.finish_work([work_id])
+            tx.record_event(pool, sub, change.action, caller, now, committed.load_balancer_ip, detail=f"{code}: {why}")
+        log.info("commit of %s.%s refused (%s): %s", sub, pool, code, why)
+        raise DomainError(code, why, 409)
 
     def _room_limited(self, pool: str) -> bool:
         # Only a Dynadot zone has a size: its one whole-zone write holds so many records.

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import domain
 from .locks import advisory_key
-from .models import AllocationEvent, DnsWork, OwnedHost, PoolAllocation, PoolZone, RegistrarAccount
+from .models import AllocationEvent, DnsConflict, DnsWork, OwnedHost, PoolAllocation, PoolZone, RegistrarAccount
 
 
 def event(pool: str, sub: str, action: str, caller: str, at: datetime, load_balancer_ip: str | None = None,
@@ -108,12 +108,18 @@ class UnitOfWork:
         row.reservation_token = allocation.token_digest
         row.updated_at = now
 
-    def active_ips(self, pool: str) -> dict[str, str]:
-        """Every active tenant of the pool and the address its records point at."""
-        stmt = select(PoolAllocation.subdomain, PoolAllocation.load_balancer_ip).where(
+    def active_tenants(self, pool: str) -> tuple[dict[str, str], frozenset[str]]:
+        """Every active tenant of the pool and the address its records point at, and those
+        carried over from the previous service's table."""
+        stmt = select(PoolAllocation.subdomain, PoolAllocation.load_balancer_ip, PoolAllocation.carried_over).where(
             PoolAllocation.pool_domain == pool, PoolAllocation.state == domain.ACTIVE
         )
-        return {sub: ip for sub, ip in self.session.execute(stmt)}
+        active, carried = {}, set()
+        for sub, ip, carried_over in self.session.execute(stmt):
+            active[sub] = ip
+            if carried_over:
+                carried.add(sub)
+        return active, frozenset(carried)
 
     def count_active(self, pool: str) -> int:
         stmt = select(func.count()).where(
@@ -228,6 +234,27 @@ class UnitOfWork:
         if hosts:
             self.session.execute(delete(OwnedHost).where(OwnedHost.pool_domain == pool, OwnedHost.host.in_(hosts)))
 
+    # -- names the pool's DNS holds foreign records at ---------------------------------
+
+    def dns_conflict(self, pool: str, sub: str) -> str | None:
+        """What foreign records the last good read found at or under ``sub``; None: none."""
+        stmt = select(DnsConflict.detail).where(DnsConflict.pool_domain == pool, DnsConflict.label == sub)
+        return self.session.execute(stmt).scalar()
+
+    def replace_conflicts(self, pool: str, conflicts: dict[str, str]) -> None:
+        """Make the pool's conflicts ``conflicts`` (label -> detail), writing only the
+        difference: a pass seldom changes them."""
+        stmt = select(DnsConflict.label, DnsConflict.detail).where(DnsConflict.pool_domain == pool)
+        stored = dict(self.session.execute(stmt).all())
+        gone = [label for label in stored if label not in conflicts or stored[label] != conflicts[label]]
+        if gone:
+            self.session.execute(delete(DnsConflict).where(DnsConflict.pool_domain == pool,
+                                                           DnsConflict.label.in_(gone)))
+        fresh = [dict(pool_domain=pool, label=label, detail=detail) for label, detail in sorted(conflicts.items())
+                 if stored.get(label) != detail]
+        if fresh:
+            self.session.execute(insert(DnsConflict), fresh)
+
     # -- DNS work queue ------------------------------------------------------------
 
     def add_dns_work(self, pool: str, sub: str, action: str, now: datetime) -> int:
@@ -245,6 +272,12 @@ class UnitOfWork:
         stmt = select(func.count()).where(DnsWork.id.in_(ids))
         return self.session.execute(stmt).scalar_one() > 0
 
+    def work_refusals(self, ids: list[int]) -> dict[int, tuple[str, str]]:
+        """The work of ``ids`` still queued that a pass refused: id -> (refusal, why)."""
+        stmt = select(DnsWork.id, DnsWork.refusal, DnsWork.last_error).where(
+            DnsWork.id.in_(ids), DnsWork.refusal.is_not(None))
+        return {id_: (refusal, error or "") for id_, refusal, error in self.session.execute(stmt)}
+
     def pools_with_due_work(self, now: datetime) -> list[str]:
         stmt = select(DnsWork.pool_domain).where(DnsWork.next_attempt_at <= now).distinct()
         return sorted(self.session.execute(stmt).scalars())
@@ -261,12 +294,15 @@ class UnitOfWork:
                 update(DnsWork).where(DnsWork.id.in_(ids)).values(next_attempt_at=until, last_error=why[:500])
             )
 
-    def fail_work(self, ids: list[int], error: str, next_attempt_at: datetime) -> None:
+    def fail_work(self, ids: list[int], error: str, next_attempt_at: datetime, *, refusal: str | None = None) -> None:
+        """An attempt that failed (``refusal``: one a pass refused, "dns-conflict" or
+        "pool-full")."""
         if ids:
             self.session.execute(
                 update(DnsWork)
                 .where(DnsWork.id.in_(ids))
-                .values(attempts=DnsWork.attempts + 1, last_error=error[:500], next_attempt_at=next_attempt_at)
+                .values(attempts=DnsWork.attempts + 1, last_error=error[:500], next_attempt_at=next_attempt_at,
+                        refusal=refusal)
             )
 
     # -- registrar pacing -----------------------------------------------------------

@@ -249,7 +249,7 @@ def test_drift_and_reconcile_on_a_zone_broken_three_ways(make_app, fake):
     assert names["acme"]["missing"] == ["gitea.acme"]
     assert names["beta"]["wrongAddress"] == [{"host": "api.beta", "found": ["203.0.113.66"], "expected": LB}]
     assert names["gone"] == {"subdomain": "gone", "state": None, "missing": [], "wrongAddress": [],
-                             "orphans": ["*.gone", "console.gone"]}
+                             "orphans": ["*.gone", "console.gone"], "foreign": []}
 
     service = app.extensions["pdm"].service
     dry = service.reconcile(POOL, apply=False, force=False, caller="ops")

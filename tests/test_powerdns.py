@@ -517,7 +517,7 @@ def test_the_previous_services_zones_are_taken_over(app, powerdns, api):
     api.patch(POOL, [{"name": f"acme.{POOL}.", "type": "NS", "ttl": 3600, "changetype": "REPLACE",
                       "records": [{"content": n + ".", "disabled": False} for n in NAMESERVERS]}])
     assert len(api.keys(f"acme.{POOL}")) == 2
-    # The previous service's table, adopted in place: acme is active.
+    # The previous service's table, adopted in place: acme is active, carried over.
     pdm = app.extensions["pdm"]
     from datetime import datetime, timezone
 
@@ -527,7 +527,8 @@ def test_the_previous_services_zones_are_taken_over(app, powerdns, api):
     with pdm.engine.begin() as conn:
         conn.execute(text(
             "INSERT INTO pool_allocations (pool_domain, subdomain, state, reserved_at, reservation_token, "
-            "load_balancer_ip, created_by, updated_at) VALUES (:p, 'acme', 'active', :now, :t, :ip, 'old', :now)"),
+            "load_balancer_ip, created_by, updated_at, carried_over) "
+            "VALUES (:p, 'acme', 'active', :now, :t, :ip, 'old', :now, true)"),
             {"p": POOL, "now": now, "t": "0" * 64, "ip": LB})
 
     assert pdm.publisher.publish_due(pdm.settings.managed_domains) >= 1

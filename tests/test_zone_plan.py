@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pdm_app.dns_plan import LOST_FOREIGN, TOO_LARGE, ZoneBlocked, diff_zone, find_orphans, plan_zone, retry_delay
+from pdm_app.ownership import DNS_CONFLICT, POOL_FULL
 from pdm_app.registrar import Record, Zone
 
 NAMES = ("*", "console", "gitea", "harbor", "admin", "api")
@@ -13,12 +14,17 @@ BASE = [
     Record("", "mx", "mx.example", "10"),
     Record("", "txt", "v=spf1 -all"),
     Record("www", "cname", "omani.works"),
-    Record("console.acme", "txt", "not ours: a TXT at a tenant host"),
+    Record("console.beta", "txt", "not ours: a TXT at a live tenant's host"),
 ]
 
 
 def tenant(sub, ip, names=NAMES):
     return [Record(f"{n}.{sub}", "a", ip) for n in names]
+
+
+def hosts(*subs, names=NAMES):
+    """Every host of ``subs``: what the service records as its own when it publishes them."""
+    return {f"{n}.{sub}" for sub in subs for n in names}
 
 
 def plan(records, active, owned=(), last_foreign=None, names=NAMES, **kw):
@@ -44,12 +50,47 @@ def test_remove_takes_exactly_the_owned_a_records():
 
 def test_republish_moves_the_address_and_drops_duplicates():
     zone = BASE + tenant("acme", "1.2.3.4") + [Record("api.acme", "a", "6.6.6.6")]
-    p = plan(zone, {"acme": "9.9.9.9"})
+    p = plan(zone, {"acme": "9.9.9.9"}, owned=hosts("acme"))
     assert p.zone.records == BASE + tenant("acme", "9.9.9.9")
+    # A tenant carried over from the previous service's table owns its hosts' records too.
+    assert plan(zone, {"acme": "9.9.9.9"}, carried=frozenset({"acme"})).zone.records == p.zone.records
 
 
 def test_already_right_is_not_a_change():
-    assert not plan(BASE + tenant("acme", "1.2.3.4"), {"acme": "1.2.3.4"}).changed
+    assert not plan(BASE + tenant("acme", "1.2.3.4"), {"acme": "1.2.3.4"}, owned=hosts("acme")).changed
+
+
+def test_a_new_tenant_is_never_published_over_records_that_are_not_ours():
+    # A hand-made A record at one of the new tenant's hosts, a TXT under its name: the
+    # tenant is refused, nothing of it written, the hand-made records kept as they are.
+    for stray in (Record("api.shop", "a", "198.51.100.1"), Record("_acme-challenge.shop", "txt", "token")):
+        p = plan(BASE + [stray], {"shop": "1.2.3.4", "acme": "5.6.7.8"})
+        assert p.refused["shop"][0] == DNS_CONFLICT and "shop.p.io" in p.refused["shop"][1]
+        assert stray in p.zone.records and not any(r.host.endswith(".shop") and r != stray for r in p.zone.records)
+        assert "shop" in p.conflicts and "acme" not in p.refused
+        assert Record("console.acme", "a", "5.6.7.8") in p.zone.records
+    # The same records under an existing tenant are kept beside its own (an ACME TXT).
+    p = plan(BASE + tenant("beta", "5.6.7.8"), {"beta": "5.6.7.8"}, owned=hosts("beta"))
+    assert not p.refused and not p.changed
+    # An existing tenant's new host already holding a foreign record is left alone.
+    grown = plan(BASE + tenant("beta", "5.6.7.8", ("*",)) + [Record("grafana.beta", "a", "9.9.9.9")],
+                 {"beta": "5.6.7.8"}, owned=hosts("beta", names=("*",)), names=("*", "grafana"))
+    assert Record("grafana.beta", "a", "9.9.9.9") in grown.zone.records
+    assert Record("grafana.beta", "a", "5.6.7.8") not in grown.zone.records and not grown.refused
+
+
+def test_a_release_removes_only_what_the_service_published():
+    # shop's api host was made by hand before shop was published; release removes the rest.
+    zone = BASE + [Record("api.shop", "a", "198.51.100.1")] + [r for r in tenant("shop", "1.2.3.4")
+                                                                   if r.host != "api.shop"]
+    p = plan(zone, {}, owned=hosts("shop") - {"api.shop"})
+    assert p.zone.records == BASE + [Record("api.shop", "a", "198.51.100.1")]
+
+
+def test_the_apex_and_its_parking_wildcard_are_never_a_conflict():
+    parked = BASE + [Record("*", "a", "185.53.179.128"), Record("_dmarc", "txt", "v=DMARC1")]
+    p = plan(parked, {"acme": "1.2.3.4"})
+    assert not p.refused and set(p.conflicts) == {"beta", "www"}
 
 
 def test_missing_ttl_becomes_300():
@@ -60,7 +101,7 @@ def test_missing_ttl_becomes_300():
 def test_a_missing_record_of_another_tenant_is_repaired_not_refused():
     # beta lost its console record (deleted by hand, or an out-of-order write): drift.
     zone = BASE + [r for r in tenant("beta", "5.6.7.8") if r.host != "console.beta"]
-    p = plan(zone, {"acme": "1.2.3.4", "beta": "5.6.7.8"})
+    p = plan(zone, {"acme": "1.2.3.4", "beta": "5.6.7.8"}, owned=hosts("beta"))
     assert sorted(p.zone.records, key=str) == sorted(BASE + tenant("acme", "1.2.3.4") + tenant("beta", "5.6.7.8"),
                                                      key=str)
     assert p.touched["beta"] == ["console.beta"]
@@ -84,17 +125,28 @@ def test_a_read_that_lost_foreign_records_is_blocked_unless_accepted():
     assert err.value.reason == LOST_FOREIGN and "MX @ mx.example" in err.value.detail
     accepted = plan(zone, {"acme": "1.2.3.4"}, last_foreign=last, accept=True)
     assert Record("", "mx", "mx.example", "10") not in accepted.zone.records
-    # added foreign records are fine, and so is a foreign record that became a tenant's
+    # added foreign records are fine, and so is one that became the service's own
     grown = BASE + [Record("new", "txt", "hello")]
     assert plan(grown, {}, last_foreign=last).foreign == tuple(grown)
-    claimed = plan(BASE, {"www": "1.1.1.1"}, last_foreign=last + [Record("console.www", "a", "7.7.7.7")])
-    assert Record("console.www", "a", "1.1.1.1") in claimed.zone.records
+    claimed = plan(BASE, {"acme": "1.1.1.1"}, owned={"console.acme"},
+                   last_foreign=last + [Record("console.acme", "a", "7.7.7.7")])
+    assert Record("console.acme", "a", "1.1.1.1") in claimed.zone.records
 
 
 def test_a_zone_too_large_for_one_write_is_blocked():
+    # Published tenants that no longer fit (foreign records grew) block the pool ...
     with pytest.raises(ZoneBlocked) as err:
-        plan(BASE, {"acme": "1.2.3.4"}, max_subhost_records=7)
+        plan(BASE + tenant("acme", "1.2.3.4"), {"acme": "1.2.3.4"}, owned=hosts("acme"), max_subhost_records=7)
     assert err.value.reason == TOO_LARGE
+
+
+def test_a_new_tenant_the_zone_has_no_room_for_is_refused_not_blocking():
+    # ... while new tenants give way, newest name first, and the rest is written.
+    zone = BASE + tenant("acme", "1.2.3.4")
+    p = plan(zone, {"acme": "1.2.3.4", "bb": "2.2.2.2", "cc": "3.3.3.3"}, owned=hosts("acme"),
+             max_subhost_records=2 + 6 + 6)
+    assert p.refused == {"cc": (POOL_FULL, p.refused["cc"][1])} and "no room" in p.refused["cc"][1]
+    assert Record("*.bb", "a", "2.2.2.2") in p.zone.records and not any(r.host.endswith(".cc") for r in p.zone.records)
 
 
 def test_apex_record_names():
@@ -118,14 +170,24 @@ def test_drift_reports_missing_wrong_and_orphans_per_name():
                 + [Record("api.beta", "a", "6.6.6.6") if r.host == "api.beta" else r for r in tenant("beta", "5.6.7.8")]
                 + tenant("gone", "1.1.1.1", ("*", "console")))
     drift = diff_zone(zone, {"acme": "active", "beta": "active"}, {"acme": "1.2.3.4", "beta": "5.6.7.8"},
-                      NAMES, set())
+                      NAMES, hosts("acme", "beta"))
     by_name = {d.subdomain: d for d in drift}
     assert set(by_name) == {"acme", "beta", "gone"}
     assert by_name["acme"].missing == ["gitea.acme"] and not by_name["acme"].wrong
     assert [(w.host, w.found, w.expected) for w in by_name["beta"].wrong] == [("api.beta", ["6.6.6.6"], "5.6.7.8")]
     assert by_name["gone"].state is None and by_name["gone"].orphans == ["*.gone", "console.gone"]
     clean = Zone("p.io", BASE + tenant("acme", "1.2.3.4"))
-    assert diff_zone(clean, {"acme": "active", "res": "reserved"}, {"acme": "1.2.3.4"}, NAMES, set()) == []
+    assert diff_zone(clean, {"acme": "active", "res": "reserved"}, {"acme": "1.2.3.4"}, NAMES, hosts("acme")) == []
+
+
+def test_drift_lists_foreign_records_where_tenant_records_go():
+    zone = Zone("p.io", BASE + [Record("api.acme", "a", "9.9.9.9"), Record("_x.held", "txt", "t")])
+    drift = {d.subdomain: d for d in diff_zone(zone, {"acme": "active", "held": "reserved"}, {"acme": "1.2.3.4"},
+                                               NAMES, set())}
+    assert drift["acme"].foreign == ["A api.acme 9.9.9.9"] and "api.acme" not in drift["acme"].missing
+    assert drift["held"].foreign == ["TXT _x.held t"]
+    # beta's hand-made TXT sits beside what its records are, not at a host: not listed
+    assert "beta" not in drift
 
 
 def test_retry_delay_backs_off_and_honours_the_throttle():

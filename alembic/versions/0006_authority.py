@@ -1,7 +1,8 @@
 """Safe as the single authority: who holds each reservation (the per-caller quota), which
 active tenants were carried over from the previous service's table (their records are
 the service's although it never recorded publishing them), the names a pool's DNS holds
-foreign records at (so check can refuse them without a registrar call), why a pool's
+foreign records at (so check can refuse them without a registrar call), the DNS work a
+pass refused to carry out (it would have taken over foreign records), why a pool's
 passes fail, and rate-limit counters shared by every worker and replica.
 
 Revision ID: 0006
@@ -34,6 +35,8 @@ def upgrade() -> None:
         "SELECT 1 FROM dns_owned_hosts o WHERE o.pool_domain = pool_allocations.pool_domain "
         "AND o.subdomain = pool_allocations.subdomain)"
     )
+    with op.batch_alter_table("dns_work") as batch:
+        batch.add_column(sa.Column("refusal", sa.Text(), nullable=True))
     op.create_table(
         "dns_conflicts",
         sa.Column("pool_domain", sa.Text(), nullable=False),
@@ -63,6 +66,8 @@ def downgrade() -> None:
         for column in ("late_write_until", "failing_since", "last_error"):
             batch.drop_column(column)
     op.drop_table("dns_conflicts")
+    with op.batch_alter_table("dns_work") as batch:
+        batch.drop_column("refusal")
     op.drop_index("ix_pool_allocations_pool_domain_reserved_by", table_name="pool_allocations")
     with op.batch_alter_table("pool_allocations") as batch:
         batch.drop_column("carried_over")

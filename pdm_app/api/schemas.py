@@ -184,6 +184,8 @@ class NameDriftSchema(Schema):
     missing = fields.List(fields.String())
     wrongAddress = fields.List(fields.Nested(WrongAddressSchema), attribute="wrong")
     orphans = fields.List(fields.String())
+    # What is not the service's where this name's records go: never touched.
+    foreign = fields.List(fields.String())
 
 
 class RecordSchema(Schema):

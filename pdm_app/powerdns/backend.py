@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 
-from .. import domain
+import dataclasses
+
+from .. import domain, ownership
 from ..dns_plan import NameDrift
 from ..dns_sync import Converged, PassIO, Snapshot, account_id
 from ..locks import DatabaseLock
@@ -74,8 +76,37 @@ class PowerDnsZones:
                 bool(parent.get("api_rectify")),
                 has_soa,
                 str(parent.get("soa_edit_api") or "DEFAULT"),
+                plan.rrsets_below_apex(pool, parent, frozenset(p for p in self.pools if p.endswith(suffix))),
             )
         return view
+
+    def ownership(self, pool: str, view: PoolDns, snap: Snapshot) -> tuple[set[str], dict[str, str]]:
+        """The names whose zone and delegation are the service's, and every name with
+        something that is not the service's at or under it (``ownership``)."""
+        delegations = view.parent.delegations if view.parent else {}
+        names = set(view.zones) | set(delegations)
+        ours = {sub for sub in names if ownership.owns_name(sub, snap.owned, snap.carried, view.zones.get(sub))}
+        foreign = [(sub, f"zone {sub}.{absolute(pool)} (account {view.zones[sub] or 'none'})")
+                   for sub in view.zones if sub not in ours]
+        foreign += [(sub, f"NS {sub}.{absolute(pool)} " + " ".join(d.ns)) for sub, d in delegations.items()
+                    if sub not in ours]
+        foreign += [(name, what) for name, what in (view.parent.others if view.parent else ())
+                    if ownership.label_of(name) not in ours]
+        return ours, ownership.conflicts(foreign)
+
+    def refusals(self, pool: str, active: dict[str, str], ours: set[str],
+                 conflicts: dict[str, str]) -> dict[str, tuple[str, str]]:
+        """Active tenants a pass must not publish: a name that is another pool's, or one
+        with something that is not the service's at or under it."""
+        refused = {}
+        for sub in active:
+            fqdn = f"{sub}.{absolute(pool)}"
+            if fqdn in self.pools:
+                refused[sub] = (ownership.DNS_CONFLICT, f"{fqdn.rstrip('.')} is a pool domain of its own; "
+                                                        "no tenant may take its name")
+            elif sub not in ours and sub in conflicts:
+                refused[sub] = (ownership.DNS_CONFLICT, ownership.conflict_detail(fqdn.rstrip("."), conflicts[sub]))
+        return refused
 
     def read_tenant(self, pool: str, sub: str, io: PassIO) -> TenantZone | None:
         name = f"{sub}.{absolute(pool)}"
@@ -93,12 +124,15 @@ class PowerDnsZones:
     def converge(self, pool: str, snap: Snapshot, io: PassIO, *, accept: bool, adopt: frozenset[str]) -> Converged:
         touched: dict[str, list[str]] = {}
         view = self.read(pool, io)
+        ours, conflicts = self.ownership(pool, view, snap)
+        refused = self.refusals(pool, snap.active, ours, conflicts)
+        active = {sub: ip for sub, ip in snap.active.items() if sub not in refused}
         pool_keys = self._ensure_pool_zone(pool, view, io)
         work = {w.subdomain for w in snap.work}
         adopted = adopted_names(adopt)
         gone = plan.removals(view, snap.active, snap.owned, adopted)
         # Without work this is a resync, a reconcile or a first read: check every tenant.
-        for sub in plan.to_read(view, snap.active, work, self.nameservers, everything=not snap.work or accept):
+        for sub in plan.to_read(view, active, work, self.nameservers, everything=not snap.work or accept):
             # A zone not in the list just read (under the lock) is not there.
             view.tenants[sub] = self.read_tenant(pool, sub, io) if sub in view.zones else None
 
@@ -106,8 +140,8 @@ class PowerDnsZones:
         parent_rrsets: list[dict] = []
         surplus: dict[str, list[int]] = {}
         for sub, zone in sorted(view.tenants.items()):
-            tenant = plan.plan_tenant(pool, sub, snap.active[sub], zone, self.record_names, self.nameservers)
-            keys = self._apply_tenant(pool, tenant, zone, snap.active[sub], io)
+            tenant = plan.plan_tenant(pool, sub, active[sub], zone, self.record_names, self.nameservers)
+            keys = self._apply_tenant(pool, tenant, zone, active[sub], io)
             if tenant.changes:
                 touched.setdefault(sub, []).extend(tenant.changes)
             key = plan.kept_key(keys)
@@ -126,7 +160,7 @@ class PowerDnsZones:
         if parent_rrsets:
             # One write of the pool's zone. The names it delegates are the service's
             # before it is sent.
-            io.own(set(snap.active) & set(view.tenants))
+            io.own(set(active) & set(view.tenants))
             io.write("pdns-patch-rrsets", self.client.patch_rrsets, pool, parent_rrsets)
         # Only now, with nothing in the parent pointing at them, zones and keys go.
         for sub in gone:
@@ -142,9 +176,11 @@ class PowerDnsZones:
         pool_ds = pool_key.ds if pool_key else ()
         return Converged(
             touched=touched,
-            owned=frozenset(snap.active),
+            owned=frozenset(active),
             removing=frozenset(gone),
             state=dict(foreign_subhost_records=0, foreign_records=None, ds_records="\n".join(pool_ds) or None),
+            conflicts=conflicts,
+            refused=refused,
         )
 
     def _ensure_pool_zone(self, pool: str, view: PoolDns, io: PassIO) -> tuple:
@@ -169,7 +205,7 @@ class PowerDnsZones:
             key = plan.key_from_api(io.write("pdns-add-key", self.client.add_key, pool))
             io.write("pdns-rectify", self.client.rectify, pool)
             keys = keys + (key,)
-            view.parent = ParentZone(keys, view.parent.delegations, view.parent.api_rectify, True)
+            view.parent = dataclasses.replace(view.parent, keys=keys, has_soa=True)
             log.info("signed the zone of pool %s (key %d); its DS must be at the pool's registrar: %s",
                      pool, key.id, " / ".join(key.ds))
         return keys
@@ -206,7 +242,10 @@ class PowerDnsZones:
 
     def drift(self, pool: str, snap: Snapshot, io: PassIO) -> tuple[list[NameDrift], list[Record]]:
         view = self.read(pool, io)
-        for sub in snap.active:
+        ours, conflicts = self.ownership(pool, view, snap)
+        refused = self.refusals(pool, snap.active, ours, conflicts)
+        active = {sub: ip for sub, ip in snap.active.items() if sub not in refused}
+        for sub in active:
             view.tenants[sub] = self.read_tenant(pool, sub, io) if sub in view.zones else None
         shaped = set()
         for sub, account in view.zones.items():
@@ -216,8 +255,17 @@ class PowerDnsZones:
             hosts = set(zone.a_records) if zone else set()
             if len(hosts & set(domain.tenant_hosts(sub, self.record_names))) >= 2:
                 shaped.add(sub)
-        names = plan.diff_pool(view, snap.states, snap.active, self.record_names, self.nameservers, snap.owned,
+        names = plan.diff_pool(view, snap.states, active, self.record_names, self.nameservers, snap.owned,
                                shaped)
+        # What is not the service's where a tenant's zone goes (an active tenant refused
+        # for it, or a reservation whose commit it would refuse): listed, never touched.
+        by_name = {n.subdomain: n for n in names}
+        for sub in sorted(set(snap.states) & set(conflicts)):
+            if sub in refused or (snap.states[sub] == domain.RESERVED and sub not in ours):
+                if sub not in by_name:
+                    by_name[sub] = NameDrift(sub, snap.states[sub])
+                by_name[sub].foreign.append(conflicts[sub])
+        names = [by_name[sub] for sub in sorted(by_name)]
         if view.parent is None:
             names.insert(0, NameDrift("", None, missing=[f"zone {absolute(pool)} (the pool's own)"]))
         return names, []

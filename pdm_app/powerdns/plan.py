@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import domain
+from .. import domain, ownership
 from ..dns_plan import NameDrift, WrongAddress
 from .client import KEY_ALGORITHM_NAME, absolute
 
 # The zones the service creates say so in PowerDNS's ``account`` field: a zone under a
-# pool that is not the service's (an operator's own) is never removed.
-ACCOUNT = "pool-domain-manager"
+# pool that is not the service's (an operator's own) is never changed or removed.
+ACCOUNT = ownership.SERVICE_ACCOUNT
 RECORD_TTL = 300
 DELEGATION_TTL = 3600
 # A name looked up before its records exist is cached as "no such name" this long, not
@@ -95,6 +95,8 @@ class ParentZone:
     api_rectify: bool
     has_soa: bool = True
     soa_edit_api: str = "DEFAULT"
+    # Every other RRset below the pool's apex: (name relative to the pool, "TYPE name").
+    others: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -107,6 +109,23 @@ class PoolDns:
     zones: dict[str, str]
     # The tenant zones read in full (those a pass needs).
     tenants: dict[str, TenantZone] = field(default_factory=dict)
+
+
+def rrsets_below_apex(pool: str, zone: dict, skip: frozenset[str] = frozenset()) -> tuple[tuple[str, str], ...]:
+    """The pool zone's RRsets below its apex that are not a child's NS or DS, as (name
+    relative to the pool, "TYPE name") -- leaving out names at or under ``skip`` (absolute
+    names: the pools nested in this one)."""
+    suffix = "." + absolute(pool)
+    found = []
+    for rrset in zone.get("rrsets") or ():
+        name, rtype = absolute(rrset["name"]), rrset["type"]
+        if not name.endswith(suffix) or any(name == p or name.endswith("." + p) for p in skip):
+            continue
+        relative = name[: -len(suffix)]
+        if rtype in ("NS", "DS") and "." not in relative:
+            continue
+        found.append((relative, f"{rtype} {name}"))
+    return tuple(sorted(found))
 
 
 def parse_zone_rrsets(pool: str, zone: dict) -> tuple[dict, tuple[str, ...], dict, bool]:

@@ -2,7 +2,8 @@
 (``dns_plan.plan_zone``) and writes the whole zone back once, if it changed."""
 from __future__ import annotations
 
-from ..dns_plan import NameDrift, desired_hosts, diff_zone, lost_foreign, plan_zone
+from .. import ownership
+from ..dns_plan import NameDrift, diff_zone, lost_foreign, plan_zone
 from ..dns_sync import Converged, PassIO, Snapshot, account_id, foreign_json
 from ..locks import DatabaseLock
 from . import Record, Registrar, Zone
@@ -27,7 +28,7 @@ class DynadotZones:
     def converge(self, pool: str, snap: Snapshot, io: PassIO, *, accept: bool, adopt: frozenset[str]) -> Converged:
         current = self.read(pool, io)
         plan = plan_zone(current, snap.active, self.record_names, snap.owned | adopt, snap.last_foreign,
-                         accept=accept, max_subhost_records=self.max_subhost_records,
+                         carried=snap.carried, accept=accept, max_subhost_records=self.max_subhost_records,
                          max_apex_records=self.max_apex_records)
         if plan.changed:
             io.own(plan.owned)
@@ -39,10 +40,13 @@ class DynadotZones:
             owned=plan.owned,
             removing=plan.removing,
             state=dict(foreign_subhost_records=plan.foreign_subhost_records, foreign_records=foreign_json(plan.foreign)),
+            conflicts=plan.conflicts,
+            refused=plan.refused,
         )
 
     def drift(self, pool: str, snap: Snapshot, io: PassIO) -> tuple[list[NameDrift], list[Record]]:
         zone = self.read(pool, io)
-        names = diff_zone(zone, snap.states, snap.active, self.record_names, snap.owned)
-        lost = lost_foreign(zone, set(desired_hosts(snap.active, self.record_names)) | snap.owned, snap.last_foreign)
+        names = diff_zone(zone, snap.states, snap.active, self.record_names, snap.owned, snap.carried)
+        ours = ownership.ours_hosts(snap.owned, snap.active, snap.carried, self.record_names)
+        lost = lost_foreign(zone, ours, snap.last_foreign)
         return names, lost

@@ -1,0 +1,251 @@
+"""What is ours (``pdm_app/ownership.py``): the service never publishes over DNS it does
+not own, never removes it, and says so before a wizard's caller gets that far -- on the
+fake Dynadot here, and against a real PowerDNS below."""
+from __future__ import annotations
+
+import pytest
+import requests
+
+from conftest import BASE_RECORDS, POOL
+from pdm_app.registrar import Record
+
+LB = "198.51.100.7"
+NAMES = ("*", "console", "gitea", "harbor", "admin", "api")
+HAND_MADE = Record("api.shop", "a", "198.51.100.1")
+
+
+def reserve(client, sub, pool=POOL):
+    return client.post(f"/api/v1/pool/{pool}/reserve", json={"subdomain": sub})
+
+
+def commit(client, sub, token, pool=POOL):
+    return client.post(f"/api/v1/pool/{pool}/commit",
+                       json={"subdomain": sub, "reservationToken": token, "loadBalancerIP": LB})
+
+
+def check(client, sub, pool=POOL):
+    return client.get(f"/api/v1/pool/{pool}/check?sub={sub}").get_json()
+
+
+def release(client, sub, pool=POOL):
+    return client.delete(f"/api/v1/pool/{pool}/release", json={"subdomain": sub})
+
+
+def listed(client, pool=POOL):
+    return {a["subdomain"]: a for a in client.get(f"/api/v1/pool/{pool}/list").get_json()["allocations"]}
+
+
+def history(client, sub, pool=POOL):
+    return [(e["action"], e.get("detail", "")) for e in
+            client.get(f"/api/v1/pool/{pool}/history?sub={sub}").get_json()["events"]]
+
+
+def resync(app, pool=POOL):
+    """What the job leader's resync runs: a pass that reads the whole zone."""
+    return app.extensions["pdm"].service.retry_dns(pool)[pool]
+
+
+# -- Dynadot: a hand-made record at a tenant's host -------------------------------------------
+
+
+@pytest.fixture
+def app(db_url, app_factory):
+    return app_factory(db_url, dns_request_budget=2.0)
+
+
+def test_a_name_with_a_hand_made_record_is_not_available_once_the_zone_was_read(app, fake):
+    client = app.test_client()
+    assert check(client, "shop")["available"] is True
+    fake.seed(POOL, BASE_RECORDS + [HAND_MADE])
+    assert resync(app)
+    answer = check(client, "shop")
+    assert answer["available"] is False and answer["reason"] == "dns-conflict"
+    assert answer["fqdn"] == f"shop.{POOL}" and "A api.shop 198.51.100.1" in answer["detail"]
+    refused = reserve(client, "shop")
+    assert refused.status_code == 409 and refused.get_json()["error"] == "dns-conflict"
+    assert "shop" not in listed(client)
+    assert history(client, "shop")[0][0] == "reserve-refused"
+    # The apex, its parking wildcard and other tenants' names are untouched by it.
+    assert check(client, "acme")["available"] is True
+    # An operator removes the record and accepts the zone as it now reads: free again.
+    fake.seed(POOL, BASE_RECORDS)
+    assert app.extensions["pdm"].service.reconcile(POOL, apply=True, force=True, caller="ops").applied
+    assert check(client, "shop")["available"] is True and reserve(client, "shop").status_code == 201
+
+
+def test_a_commit_over_a_hand_made_record_is_refused_and_release_keeps_it(app, fake):
+    """Finding 3: ``api.shop`` made by hand, then ``shop`` reserved (the last read did not
+    have it yet) and committed: today's main overwrote it at commit and deleted it at
+    release."""
+    client = app.test_client()
+    assert resync(app)
+    token = reserve(client, "shop").get_json()["reservationToken"]
+    fake.seed(POOL, BASE_RECORDS + [HAND_MADE])  # after the last read: the pass finds it
+    answer = commit(client, "shop", token)
+    assert answer.status_code == 409, answer.get_json()
+    assert answer.get_json()["error"] == "dns-conflict" and "api.shop" in answer.get_json()["detail"]
+    assert fake.zone(POOL).records == BASE_RECORDS + [HAND_MADE]  # nothing written
+    row = listed(client)["shop"]
+    assert row["state"] == "reserved" and "loadBalancerIP" not in row and not row["dnsPending"]
+    assert [a for a, _ in history(client, "shop")][:2] == ["commit-refused", "dns-refused"]
+    # The reservation is still the caller's: release it; the hand-made record stays, and
+    # the name is not offered again while it is there.
+    assert release(client, "shop").status_code == 200
+    assert resync(app)
+    assert HAND_MADE in fake.zone(POOL).records
+    assert check(client, "shop")["reason"] == "dns-conflict"
+    drift = app.test_client().get(f"/api/v1/pool/{POOL}/drift").get_json()
+    assert drift["clean"] is True, drift
+
+
+def test_drift_lists_foreign_records_where_a_tenant_goes(app, fake):
+    client = app.test_client()
+    assert resync(app)
+    token = reserve(client, "shop").get_json()["reservationToken"]
+    fake.seed(POOL, BASE_RECORDS + [HAND_MADE])
+    drift = client.get(f"/api/v1/pool/{POOL}/drift").get_json()
+    names = {n["subdomain"]: n for n in drift["names"]}
+    assert names["shop"]["foreign"] == ["A api.shop 198.51.100.1"] and drift["clean"] is False
+    assert commit(client, "shop", token).status_code == 409
+
+
+def test_a_zone_filled_since_the_last_read_refuses_the_commit_with_pool_full(db_url, app_factory, fake):
+    # Room for one tenant and four more records besides the base zone's two sub-hosts;
+    # five hand-made ones fill it after the last read.
+    app = app_factory(db_url, max_subhost_records=2 + len(NAMES) + 4, dns_request_budget=2.0)
+    client = app.test_client()
+    assert resync(app)
+    token = reserve(client, "acme").get_json()["reservationToken"]
+    filler = [Record(f"host{i}", "txt", "x") for i in range(5)]
+    fake.seed(POOL, BASE_RECORDS + filler)
+    answer = commit(client, "acme", token)
+    assert answer.status_code == 409 and answer.get_json()["error"] == "pool-full", answer.get_json()
+    assert listed(client)["acme"]["state"] == "reserved"
+    assert fake.zone(POOL).records == BASE_RECORDS + filler
+    # Nothing is blocked: the pool's other work goes on.
+    assert app.extensions["pdm"].service.pools(check_ds=False)[1].blocked is None
+
+
+def test_a_committed_tenant_is_never_refused_for_its_own_acme_record(app, fake):
+    """A TXT under a live tenant (its certificate's DNS-01 challenge) is not the service's:
+    kept as it is, and the tenant's records are still made right around it."""
+    client = app.test_client()
+    token = reserve(client, "acme").get_json()["reservationToken"]
+    assert commit(client, "acme", token).status_code == 200
+    challenge = Record("_acme-challenge.acme", "txt", "token")
+    fake.seed(POOL, [r for r in fake.zone(POOL).records if r.host != "gitea.acme"] + [challenge])
+    assert resync(app)
+    zone = fake.zone(POOL)
+    assert challenge in zone.records and Record("gitea.acme", "a", LB) in zone.records
+    # a commit retried with the same token is still a 200
+    assert commit(client, "acme", token).status_code == 200
+
+
+# -- PowerDNS: an operator's zone under the pool, a nested pool ---------------------------
+
+
+@pytest.fixture
+def pdns_app(app_factory, db_url, powerdns, powerdns_proxy):
+    return app_factory(db_url, pdns_base_url=powerdns_proxy.url, pdns_api_key=powerdns.api_key,
+                       nameservers=("ns1.openova.io", "ns2.openova.io", "ns3.openova.io"), dns_request_budget=5.0)
+
+
+class Api:
+    def __init__(self, server):
+        self.base, self.headers = server.server_url, {"X-API-Key": server.api_key}
+
+    def zone(self, name):
+        answer = requests.get(f"{self.base}/zones/{name}.", headers=self.headers, timeout=10)
+        return None if answer.status_code == 404 else answer.json()
+
+    def create(self, name, account, rrsets):
+        requests.post(f"{self.base}/zones", headers=self.headers, timeout=10, json={
+            "name": name + ".", "kind": "Native", "account": account, "nameservers": ["ns1.example."],
+            "rrsets": rrsets}).raise_for_status()
+
+
+def rrset(name, rtype, *contents, ttl=300):
+    return {"name": name, "type": rtype, "ttl": ttl, "records": [{"content": c, "disabled": False} for c in contents]}
+
+
+def operator_zone(api, pool=POOL):
+    """``shop.<pool>``, made by an operator: account ops-team, MX, TXT, www and apex A."""
+    name = f"shop.{pool}"
+    api.create(name, "ops-team", [rrset(f"{name}.", "MX", "10 mx.example."), rrset(f"{name}.", "TXT", '"ops"'),
+                                  rrset(f"www.{name}.", "A", "198.51.100.40"), rrset(f"{name}.", "A", "198.51.100.41")])
+    return name
+
+
+def zone_content(zone):
+    return zone["account"], sorted((r["name"], r["type"], tuple(sorted(x["content"] for x in r["records"])))
+                                   for r in zone["rrsets"] if r["type"] != "SOA")
+
+
+def test_an_operators_zone_under_the_pool_is_never_taken_over_or_deleted(pdns_app, powerdns):
+    """Finding 2: an operator-made ``shop.<pool>`` was reported available, commit rewrote
+    its account and records, and release deleted the whole zone."""
+    api = Api(powerdns)
+    client = pdns_app.test_client()
+    assert resync(pdns_app)
+    token = reserve(client, "shop").get_json()["reservationToken"]
+    name = operator_zone(api)
+    before = zone_content(api.zone(name))
+
+    answer = commit(client, "shop", token)
+    assert answer.status_code == 409 and answer.get_json()["error"] == "dns-conflict", answer.get_json()
+    assert "zone shop." in answer.get_json()["detail"] and "ops-team" in answer.get_json()["detail"]
+    assert listed(client)["shop"]["state"] == "reserved"
+    assert zone_content(api.zone(name)) == before
+    assert release(client, "shop").status_code == 200
+    assert resync(pdns_app)
+    assert zone_content(api.zone(name)) == before
+    # The last read knows the zone: check and reserve refuse the name without a call.
+    answer = check(client, "shop")
+    assert answer["available"] is False and answer["reason"] == "dns-conflict"
+    assert reserve(client, "shop").status_code == 409
+    assert api.zone(f"{POOL}")["rrsets"] and not [r for r in api.zone(POOL)["rrsets"]
+                                                  if r["name"] == f"{name}." and r["type"] in ("NS", "DS")]
+
+
+def test_a_foreign_record_in_the_pool_zone_blocks_the_name(pdns_app, powerdns):
+    api = Api(powerdns)
+    client = pdns_app.test_client()
+    assert resync(pdns_app)
+    requests.patch(f"{api.base}/zones/{POOL}.", headers=api.headers, timeout=10, json={"rrsets": [
+        {**rrset(f"www.shop.{POOL}.", "CNAME", "elsewhere.example."), "changetype": "REPLACE"}]}).raise_for_status()
+    assert resync(pdns_app)
+    assert check(client, "shop")["reason"] == "dns-conflict"
+    assert check(client, "acme")["available"] is True
+
+
+NESTED = "omantel.omani.works"
+
+
+def test_a_tenant_named_like_a_nested_pool_never_touches_that_pools_zone(pdns_app, powerdns):
+    """Finding 1: ``omantel`` in ``omani.works`` was available and its commit wrote the
+    wildcard and reserved labels into the nested pool's own zone. Even an active row of
+    that name (carried in a table, say) is never published or released into it."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import text
+
+    api = Api(powerdns)
+    client = pdns_app.test_client()
+    pdm = pdns_app.extensions["pdm"]
+    assert pdm.publisher.publish_due(pdm.settings.managed_domains) == 3
+    before = zone_content(api.zone(NESTED))
+    answer = check(client, "omantel", pool="omani.works")
+    assert answer["available"] is False, answer
+    assert reserve(client, "omantel", pool="omani.works").status_code == 409
+
+    now = datetime.now(timezone.utc)
+    with pdm.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO pool_allocations (pool_domain, subdomain, state, reserved_at, reservation_token, "
+            "load_balancer_ip, created_by, updated_at) VALUES ('omani.works', 'omantel', 'active', :now, :t, :ip, "
+            "'x', :now)"), {"now": now, "t": "0" * 64, "ip": LB})
+    assert resync(pdns_app, "omani.works") is False  # refused: the tenant is not published
+    assert zone_content(api.zone(NESTED)) == before
+    assert release(client, "omantel", pool="omani.works").status_code == 200
+    assert resync(pdns_app, "omani.works")
+    assert zone_content(api.zone(NESTED)) == before
