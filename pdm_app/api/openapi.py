@@ -18,7 +18,9 @@ ERRORS = {
     401: "No valid bearer token",
     403: "The token's role may not do this",
     404: "No such allocation (or registrar)",
-    409: "The name is taken, reserved, already active, or the pool is full",
+    409: ("conflict (the name is taken), reserved-name, already-active, pool-full (the zone cannot hold the "
+          "records; the row stays reserved), or dns-conflict (the pool's DNS holds records or a zone the service "
+          "did not publish at or under the name; on commit the row stays reserved and nothing is written)"),
     410: "The reservation has expired",
     413: "The body is larger than 16 KiB",
     422: "Invalid subdomain, load-balancer IP, TTL, or a pool this service does not manage",

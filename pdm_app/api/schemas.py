@@ -90,7 +90,10 @@ class ReserveResponseSchema(AllocationSchema):
 
 class CheckResultSchema(Answer):
     available = fields.Boolean()
-    reason = fields.String()
+    reason = fields.String(metadata={"description": (
+        "Why not available: invalid-format, unsupported-pool, reserved, reserved-state, active-state, or "
+        "dns-conflict (the pool's DNS, as last read, holds records the service did not publish at or under the "
+        "name)")})
     detail = fields.String()
     fqdn = fields.String()
 
