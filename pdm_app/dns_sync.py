@@ -297,7 +297,7 @@ class DnsPublisher:
 
     def _work_state(self, work_ids: list[int]) -> str:
         """DONE (gone from the queue), REFUSED (a pass would not publish it) or PENDING."""
-        with self.uow() as tx:
+        with self.uow(single=True) as tx:
             if not tx.work_exists(work_ids):
                 return DONE
             return REFUSED if tx.work_refusals(work_ids) else PENDING

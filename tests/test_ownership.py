@@ -98,6 +98,28 @@ def test_a_commit_over_a_hand_made_record_is_refused_and_release_keeps_it(app, f
     assert drift["clean"] is True, drift
 
 
+def test_one_pass_publishes_one_tenant_and_refuses_another(app, fake, monkeypatch):
+    """A pass carrying two commits: the one with foreign records in its way is refused
+    (409, back to reserved), the other is published in the same write (200)."""
+    client = app.test_client()
+    assert resync(app)
+    acme = reserve(client, "acme").get_json()["reservationToken"]
+    shop = reserve(client, "shop").get_json()["reservationToken"]
+    publisher = app.extensions["pdm"].publisher
+    with monkeypatch.context() as m:
+        m.setattr(publisher, "publish_for_request", lambda *a, **k: False)  # acme's request answers 202 at once
+        assert commit(client, "acme", acme).status_code == 202
+    fake.seed(POOL, BASE_RECORDS + [HAND_MADE])
+    answer = commit(client, "shop", shop)
+    assert answer.status_code == 409 and answer.get_json()["error"] == "dns-conflict"
+    zone = fake.zone(POOL)
+    assert Record("console.acme", "a", LB) in zone.records and HAND_MADE in zone.records
+    assert not any(r.host.endswith(".shop") and r != HAND_MADE for r in zone.records)
+    rows = listed(client)
+    assert rows["acme"]["state"] == "active" and not rows["acme"]["dnsPending"]
+    assert rows["shop"]["state"] == "reserved" and not rows["shop"]["dnsPending"]
+
+
 def test_drift_lists_foreign_records_where_a_tenant_goes(app, fake):
     client = app.test_client()
     assert resync(app)
@@ -246,6 +268,8 @@ def test_a_tenant_named_like_a_nested_pool_never_touches_that_pools_zone(pdns_ap
             "'x', :now)"), {"now": now, "t": "0" * 64, "ip": LB})
     assert resync(pdns_app, "omani.works") is False  # refused: the tenant is not published
     assert zone_content(api.zone(NESTED)) == before
+    drift = client.get("/api/v1/pool/omani.works/drift").get_json()
+    assert drift["clean"] is False and "pool domain of its own" in drift["names"][0]["foreign"][0], drift
     assert release(client, "omantel", pool="omani.works").status_code == 200
     assert resync(pdns_app, "omani.works")
     assert zone_content(api.zone(NESTED)) == before

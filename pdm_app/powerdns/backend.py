@@ -260,11 +260,11 @@ class PowerDnsZones:
         # What is not the service's where a tenant's zone goes (an active tenant refused
         # for it, or a reservation whose commit it would refuse): listed, never touched.
         by_name = {n.subdomain: n for n in names}
-        for sub in sorted(set(snap.states) & set(conflicts)):
-            if sub in refused or (snap.states[sub] == domain.RESERVED and sub not in ours):
-                if sub not in by_name:
-                    by_name[sub] = NameDrift(sub, snap.states[sub])
-                by_name[sub].foreign.append(conflicts[sub])
+        for sub, state in sorted(snap.states.items()):
+            what = refused[sub][1] if sub in refused else (
+                conflicts.get(sub) if state == domain.RESERVED and sub not in ours else None)
+            if what:
+                by_name.setdefault(sub, NameDrift(sub, state)).foreign.append(what)
         names = [by_name[sub] for sub in sorted(by_name)]
         if view.parent is None:
             names.insert(0, NameDrift("", None, missing=[f"zone {absolute(pool)} (the pool's own)"]))
