@@ -245,6 +245,13 @@ class PoolService:
                                                 "names under; pick another pool, or bring your own domain")
         if domain.is_reserved(sub):
             return CheckResult(False, "reserved", f"{sub!r} is needed by the control plane; pick another name")
+        other_pool = domain.managed_pool_at(sub, pool, self.managed_domains)
+        if other_pool:
+            return CheckResult(False, "reserved", f"{sub}.{pool} is taken by the pool domain {other_pool}; "
+                                                  "pick another name")
+        problem = domain.lookalike_problem(sub)
+        if problem:
+            return CheckResult(False, "invalid-format", problem)
         fqdn = f"{sub}.{pool}"
 
         def read(tx: UnitOfWork) -> Allocation | None:
@@ -253,11 +260,30 @@ class PoolService:
 
         found = self._read_once_more(read)
         if found is None or found.is_expired(self.clock()):
+            imitated = self._imitated_tenant(pool, sub)
+            if imitated:
+                name, state = imitated
+                return CheckResult(False, f"{state}-state", f"{fqdn} looks like {name}.{pool}, which is taken; "
+                                                            "pick another name", fqdn)
             return CheckResult(True, fqdn=fqdn)
         if found.state == RESERVED:
             return CheckResult(False, "reserved-state", f"{fqdn} is held by another deployment in progress; "
                                                         "try again in a few minutes, or pick another name", fqdn)
         return CheckResult(False, "active-state", f"{fqdn} belongs to a live Sovereign; pick another name", fqdn)
+
+    def _imitated_tenant(self, pool: str, sub: str, tx: UnitOfWork | None = None) -> tuple[str, str] | None:
+        """The pool's tenant (name, state) that the ``xn--`` label ``sub`` looks like;
+        None for any other label (only an A-label can imitate another A-label: one that
+        looks like an ASCII name is refused by ``domain.lookalike_problem``)."""
+        if not sub.startswith("xn--"):
+            return None
+
+        def read(tx: UnitOfWork) -> dict[str, str]:
+            return tx.a_label_tenants(pool, self.clock())
+
+        held = read(tx) if tx is not None else self._read_once_more(read)
+        name = domain.lookalike_of(sub, held)
+        return (name, held[name]) if name else None
 
     def list_pool(self, pool: str, state: str | None = None, *, limit: int | None = None,
                   after: str | None = None) -> PoolListing:
@@ -364,6 +390,10 @@ class PoolService:
 
     def reserve(self, pool: str, sub: str, created_by: str | None, caller: str) -> Reservation:
         pool, sub = self._validate(pool, sub)
+        other_pool = domain.managed_pool_at(sub, pool, self.managed_domains)
+        if other_pool:
+            raise DomainError("reserved-name", f"{sub}.{pool} is taken by the pool domain {other_pool} "
+                                               "and cannot be claimed", 409)
         now = self.clock()
         token = str(uuid.uuid4())
         allocation = Allocation.reserve(pool, sub, (created_by or "").strip() or DEFAULT_CREATED_BY, token, now,
@@ -374,6 +404,14 @@ class PoolService:
             load_balancer_ip=None, created_by=allocation.created_by, updated_at=now,
         )
         with self.uow() as tx:
+            if sub.startswith("xn--"):
+                # Two A-labels that look alike are not both handed out: reserves of
+                # A-labels in a pool take its lock, so two of them cannot race past this.
+                tx.lock_pool(pool)
+                imitated = self._imitated_tenant(pool, sub, tx)
+                if imitated:
+                    raise DomainError("conflict", f"{sub}.{pool} looks like {imitated[0]}.{pool}, which is taken",
+                                      409)
             # The primary key decides races: one insert wins, the others find its row.
             inserted = tx.insert_allocation_if_absent(values)
             row = None if inserted else tx.get_allocation(pool, sub, lock=True)
