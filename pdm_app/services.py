@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
 from . import domain
-from .dns_plan import NameDrift
+from .dns_plan import NameDrift, unsafe_plan
 from .dns_sync import DnsPublisher
 from .domain import ACTIVE, RESERVED, Allocation, DomainError, Transition
 from .models import PoolAllocation, PoolZone
@@ -161,6 +161,15 @@ class ReconcileResult:
     error: str | None = None
 
 
+class UnsafePlan(DomainError):
+    """``reconcile --apply`` refused: the repair of ``report`` is too large to make
+    without ``--force`` (``dns_plan.unsafe_plan``)."""
+
+    def __init__(self, report: DriftReport, detail: str):
+        super().__init__("unsafe-plan", detail, 409)
+        self.report = report
+
+
 def _blocked(zone: PoolZone | None) -> Blocked | None:
     if zone is None or not zone.blocked_reason:
         return None
@@ -284,6 +293,14 @@ class PoolService:
         held = read(tx) if tx is not None else self._read_once_more(read)
         name = domain.lookalike_of(sub, held)
         return (name, held[name]) if name else None
+
+    def allocation(self, pool: str, sub: str) -> Allocation | None:
+        """The allocation of ``sub`` in ``pool`` as it is stored (a lapsed reservation
+        included); None when there is none."""
+        pool, sub = self._validate(pool, sub)
+        with self.uow() as tx:
+            row = tx.get_allocation(pool, sub)
+            return _to_domain(row) if row else None
 
     def list_pool(self, pool: str, state: str | None = None, *, limit: int | None = None,
                   after: str | None = None) -> PoolListing:
@@ -567,11 +584,20 @@ class PoolService:
     def reconcile(self, pool: str, *, apply: bool, force: bool, caller: str) -> ReconcileResult:
         """The drift report, and with ``apply`` a pass that repairs it: orphans of names
         without an allocation are removed too, and with ``force`` the zone as it now reads
-        is accepted (a block on lost foreign records is lifted)."""
+        is accepted (a block on lost foreign records is lifted) and a repair of any size
+        is made -- without it, one that would change or remove too many of the service's
+        records raises ``UnsafePlan`` and nothing is recorded or written."""
         before = self.drift(pool)
         if not apply:
             return ReconcileResult(before, applied=False)
         pool = before.pool_domain
+        if not force:
+            with self.uow() as tx:
+                active = tx.count_active(pool)
+            unsafe = unsafe_plan(before.names, active, self.record_names)
+            if unsafe:
+                raise UnsafePlan(before, f"{pool}: {unsafe} ('pool-domain-manager reconcile {pool} --apply "
+                                         "--force')")
         adopt = frozenset(host for name in before.names for host in name.orphans)
         with self.uow() as tx:
             tx.record_event(pool, "", "reconcile", caller, self.clock(),
