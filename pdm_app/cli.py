@@ -1,5 +1,5 @@
 """``pool-domain-manager``: the operators' command line, run inside the pod
-(``kubectl exec deploy/pool-domain-manager -- pool-domain-manager release omani.works acme``).
+(``kubectl exec -it deploy/pool-domain-manager -- pool-domain-manager release omani.works acme``).
 
 It is configured from the service's environment variables and works on the service
 layer and the database directly, never through HTTP. Answers go to stdout (a table for
