@@ -101,14 +101,21 @@ def _reserved_skeletons() -> dict[str, str]:
     return {_skeleton(label): label for label in sorted(RESERVED_LABELS)}
 
 
+@lru_cache(maxsize=4096)
+def a_label_skeleton(sub: str) -> str | None:
+    """The confusable skeleton of a valid ``xn--`` label's Unicode form (two labels with
+    one skeleton look alike); None for every other label."""
+    if not sub.startswith(_ACE_PREFIX) or label_problem(sub):
+        return None
+    return _skeleton(idna.ulabel(sub))
+
+
 def reserved_lookalike(sub: str) -> str | None:
     """The reserved label an ``xn--`` label displays as (its U-label has the confusable
     skeleton of a reserved label: ``xn--dmin-43d`` shows as "аdmin", with a Cyrillic
     а); None for every other label."""
-    sub = normalise(sub)
-    if not sub.startswith(_ACE_PREFIX) or label_problem(sub):
-        return None
-    return _reserved_skeletons().get(_skeleton(idna.ulabel(sub)))
+    skeleton = a_label_skeleton(normalise(sub))
+    return None if skeleton is None else _reserved_skeletons().get(skeleton)
 
 
 def lookalike_problem(sub: str) -> str | None:
@@ -126,7 +133,8 @@ def lookalike_problem(sub: str) -> str | None:
 
     Names already held keep working (commit, renew and release do not ask this)."""
     sub = normalise(sub)
-    if not sub.startswith(_ACE_PREFIX) or label_problem(sub):
+    skeleton = a_label_skeleton(sub)
+    if skeleton is None:
         return None
     import disarm  # loaded on the first xn-- label only
 
@@ -135,20 +143,10 @@ def lookalike_problem(sub: str) -> str | None:
         scripts = ", ".join(s.name.title() for s in disarm.detect_scripts(ulabel))
         return (f"{sub!r} displays as {ulabel!r}, which mixes scripts ({scripts}): an internationalised "
                 "name must be written in one script")
-    skeleton = _skeleton(ulabel)
     if skeleton.isascii():
         return (f"{sub!r} displays as {ulabel!r}, which looks like the plain ASCII name {skeleton!r}: "
                 "register that name instead")
     return None
-
-
-@lru_cache(maxsize=4096)
-def a_label_skeleton(sub: str) -> str | None:
-    """The confusable skeleton of a valid ``xn--`` label's Unicode form (two labels with
-    one skeleton look alike); None for every other label."""
-    if not sub.startswith(_ACE_PREFIX) or label_problem(sub):
-        return None
-    return _skeleton(idna.ulabel(sub))
 
 
 def lookalike_of(sub: str, held: Iterable[str]) -> str | None:
