@@ -72,6 +72,7 @@ def dns_backends(settings: Settings, engine: Engine, registrar: Registrar | None
             min_interval=settings.dynadot_min_interval,
             max_subhost_records=settings.max_subhost_records,
             max_apex_records=settings.max_apex_records,
+            pools=settings.managed_domains,
         )
     if "powerdns" in kinds.values():
         from .powerdns.backend import PowerDnsZones

@@ -1,5 +1,5 @@
 """``pool-domain-manager``: the operators' command line, run inside the pod
-(``kubectl exec deploy/pool-domain-manager -- pool-domain-manager release omani.works acme``).
+(``kubectl exec -it deploy/pool-domain-manager -- pool-domain-manager release omani.works acme``).
 
 It is configured from the service's environment variables and works on the service
 layer and the database directly, never through HTTP. Answers go to stdout (a table for
@@ -29,10 +29,10 @@ from sqlalchemy.exc import OperationalError
 from .api import schemas
 from .config import ConfigError, parse_duration
 from .dns_plan import describe
-from .domain import RESERVED, DomainError
+from .domain import ACTIVE, RESERVED, DomainError
 from .logs import CurrentStreamHandler, StdoutHandler
 from .redaction import redact
-from .services import Blocked, DriftReport
+from .services import Blocked, DriftReport, ReconcileResult, UnsafePlan
 
 PROG = "pool-domain-manager"
 VERBOSE = "pool_domain_manager.verbose"  # click's ctx.meta key of the -v flag
@@ -288,13 +288,36 @@ def history(pool: str, sub: str | None, limit: int, before: int | None, as_json:
         click.echo(f"\nolder events: {' '.join(words)} --before {result.next_before}")
 
 
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def _confirm_release(pool: str, sub: str) -> None:
+    """An active tenant is a live Sovereign: its name is typed before it is released."""
+    allocation = service().allocation(pool, sub)
+    if allocation is None or allocation.state != ACTIVE:
+        return
+    if not _stdin_is_terminal():
+        fail(f"error: confirmation-required: {allocation.fqdn} is active (a live Sovereign); "
+             "run this at a terminal to confirm, or pass --yes", 2)
+    click.echo(f"{allocation.fqdn} is active (a live Sovereign at {allocation.load_balancer_ip}): releasing it "
+               "removes its DNS records.", err=True)
+    typed = click.prompt(f"Type {allocation.subdomain} to release it", default="", show_default=False, err=True)
+    if typed.strip() != allocation.subdomain:
+        fail(f"error: not-confirmed: {allocation.fqdn} was not released")
+
+
 @cli.command(short_help="Free SUB.POOL and remove its DNS records.")
 @click.argument("pool")
 @click.argument("sub")
+@click.option("--yes", is_flag=True, help="Release an active tenant without asking for its name.")
 @json_option
 @service_command
-def release(pool: str, sub: str, as_json: bool) -> None:
-    """Free SUB.POOL (reserved or active) and remove its DNS records."""
+def release(pool: str, sub: str, yes: bool, as_json: bool) -> None:
+    """Free SUB.POOL (reserved or active) and remove its DNS records. An active tenant's
+    name must be typed to confirm (at a terminal), unless --yes."""
+    if not yes:
+        _confirm_release(pool, sub)
     outcome = service().release(pool, sub, caller="cli")
     a = outcome.allocation
     if as_json:
@@ -487,7 +510,16 @@ def reconcile(pool: str, apply_: bool, force: bool, as_json: bool) -> None:
     the zone before and after. Exit 0 when (after --apply) the zone is clean, else 1."""
     if force and not apply_:
         raise click.UsageError("--force only goes with --apply")
-    result = service().reconcile(pool, apply=apply_, force=force, caller="cli")
+    try:
+        result = service().reconcile(pool, apply=apply_, force=force, caller="cli")
+    except UnsafePlan as refusal:
+        # The plan it refused, then why: the operator reads it before forcing it.
+        if as_json:
+            emit_json(ReconcileSchema().dump(ReconcileResult(refusal.report, applied=False, error=refusal.detail)))
+        else:
+            _show_drift(refusal.report)
+            _plan(refusal.report)
+        fail(f"error: {refusal.code}: {refusal.detail}")
     final = result.after if apply_ else result.before
     if as_json:
         emit_json(ReconcileSchema().dump(result))

@@ -261,6 +261,43 @@ def diff_zone(
     return [report[sub] for sub in sorted(report)]
 
 
+# -- how much an operator's repair may change at once ---------------------------------
+
+# As OctoDNS's MAX_SAFE_UPDATE_PCENT, MAX_SAFE_DELETE_PCENT and MIN_EXISTING_RECORDS: a
+# repair that would change, or remove, more than this share of the service's records in
+# a zone holding at least this many is refused unless the operator forces it.
+MAX_SAFE_UPDATE_PCENT = 0.30
+MAX_SAFE_DELETE_PCENT = 0.30
+MIN_EXISTING_RECORDS = 10
+
+
+def unsafe_plan(names: list[NameDrift], active_tenants: int, record_names: tuple[str, ...]) -> str | None:
+    """Why the repair of the drift ``names`` is too large to make without ``--force``, as
+    a sentence; None when it is not. Counted in hosts (a host's A records are what a pass
+    rewrites):
+
+    - the service's records in the zone: every host of the pool's ``active_tenants``
+      (``len(record_names)`` each), less those the report finds missing, plus the
+      orphans it finds (hosts with records that no tenant wants: they are in the zone);
+    - changes: the hosts with a wrong address; removals: the orphans.
+
+    Missing hosts are additions: they never make a repair unsafe."""
+    missing = sum(len(n.missing) for n in names)
+    changes = sum(len(n.wrong) for n in names)
+    removals = sum(len(n.orphans) for n in names)
+    existing = max(0, active_tenants * len(record_names) - missing) + removals
+    if existing < MIN_EXISTING_RECORDS:
+        return None
+    too_many = [f"{count} of them ({count / existing:.0%}) {what}, more than {limit:.0%}"
+                for count, limit, what in ((changes, MAX_SAFE_UPDATE_PCENT, "changed"),
+                                           (removals, MAX_SAFE_DELETE_PCENT, "removed"))
+                if count / existing > limit]
+    if not too_many:
+        return None
+    return (f"the repair would touch too much of the service's {existing} record(s) in the zone: "
+            f"{' and '.join(too_many)}; read the plan, and if it is right run it with --force")
+
+
 # -- retry policy -------------------------------------------------------------------
 
 

@@ -101,14 +101,70 @@ def _reserved_skeletons() -> dict[str, str]:
     return {_skeleton(label): label for label in sorted(RESERVED_LABELS)}
 
 
+@lru_cache(maxsize=4096)
+def a_label_skeleton(sub: str) -> str | None:
+    """The confusable skeleton of a valid ``xn--`` label's Unicode form (two labels with
+    one skeleton look alike); None for every other label."""
+    if not sub.startswith(_ACE_PREFIX) or label_problem(sub):
+        return None
+    return _skeleton(idna.ulabel(sub))
+
+
 def reserved_lookalike(sub: str) -> str | None:
     """The reserved label an ``xn--`` label displays as (its U-label has the confusable
     skeleton of a reserved label: ``xn--dmin-43d`` shows as "аdmin", with a Cyrillic
     а); None for every other label."""
+    skeleton = a_label_skeleton(normalise(sub))
+    return None if skeleton is None else _reserved_skeletons().get(skeleton)
+
+
+def lookalike_problem(sub: str) -> str | None:
+    """Why a new ``xn--`` label (one ``label_problem`` accepts) is not handed out, as a
+    sentence for a person; None for every other label. Two rules of Unicode TS #39:
+
+    - its Unicode form mixes writing systems. Common and Inherited characters (digits,
+      '-', combining marks) belong to none. Han with Hiragana and Katakana (Japanese),
+      with Hangul (Korean) or with Bopomofo (Chinese) is one writing system (TR39's
+      augmented script sets, as ``disarm.is_mixed_script`` resolves them); unlike TR39's
+      "highly restrictive" level, Latin beside them is not allowed: a label is one short
+      word, and Latin letters in it are how a Latin name is imitated;
+    - its confusable skeleton is plain ASCII: it exists only to look like a Latin name
+      (``xn--80ak6aa92e``, Cyrillic "аррӏе", displays as "apple").
+
+    Names already held keep working (commit, renew and release do not ask this)."""
     sub = normalise(sub)
-    if not sub.startswith(_ACE_PREFIX) or label_problem(sub):
+    skeleton = a_label_skeleton(sub)
+    if skeleton is None:
         return None
-    return _reserved_skeletons().get(_skeleton(idna.ulabel(sub)))
+    import disarm  # loaded on the first xn-- label only
+
+    ulabel = idna.ulabel(sub)
+    if disarm.is_mixed_script(ulabel):
+        scripts = ", ".join(s.name.title() for s in disarm.detect_scripts(ulabel))
+        return (f"{sub!r} displays as {ulabel!r}, which mixes scripts ({scripts}): an internationalised "
+                "name must be written in one script")
+    if skeleton.isascii():
+        return (f"{sub!r} displays as {ulabel!r}, which looks like the plain ASCII name {skeleton!r}: "
+                "register that name instead")
+    return None
+
+
+def lookalike_of(sub: str, held: Iterable[str]) -> str | None:
+    """The name among ``held`` (a pool's tenants) that the ``xn--`` label ``sub`` looks
+    like (another label with its confusable skeleton); None when there is none."""
+    sub = normalise(sub)
+    skeleton = a_label_skeleton(sub)
+    if skeleton is None:
+        return None
+    return next((other for other in sorted(held) if other != sub and a_label_skeleton(other) == skeleton), None)
+
+
+def managed_pool_at(sub: str, pool: str, managed: Iterable[str]) -> str | None:
+    """The managed pool that ``sub.pool`` is, or is a parent of (pools ``omani.works`` and
+    ``a.b.omani.works``: ``b`` in ``omani.works``); None when it is neither. Such a name
+    is never a tenant: its records would sit in, or above, another pool's zone."""
+    fqdn = f"{sub}.{pool}"
+    return next((other for other in sorted(managed) if other == fqdn or other.endswith("." + fqdn)), None)
 
 
 def is_reserved(sub: str) -> bool:
@@ -223,6 +279,9 @@ class Allocation:
     def reserve(cls, pool: str, sub: str, created_by: str, token: str, now: datetime, ttl: float) -> "Allocation":
         if is_reserved(sub):
             raise DomainError("reserved-name", f"{sub!r} is a reserved name and cannot be claimed", 409)
+        problem = lookalike_problem(sub)
+        if problem:
+            raise DomainError("invalid-format", problem, 422)
         return cls(pool_domain=pool, subdomain=sub, state=RESERVED, reserved_at=now, created_by=created_by,
                    expires_at=now + timedelta(seconds=ttl), token_digest=token_digest(token))
 

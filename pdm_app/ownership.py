@@ -81,6 +81,18 @@ def record_conflicts(records: Iterable[Record]) -> dict[str, str]:
     return conflicts((r.host, describe(r)) for r in records)
 
 
+def pool_names(pool: str, active: Iterable[str], managed: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Active tenants a pass never publishes whatever the DNS holds: a name that is another
+    managed pool, or a parent of one (``domain.managed_pool_at``) -> (DNS_CONFLICT, why)."""
+    refused = {}
+    for sub in active:
+        other = domain.managed_pool_at(sub, pool, managed)
+        if other:
+            refused[sub] = (DNS_CONFLICT, f"{sub}.{pool} is taken by the pool domain {other}; "
+                                          "no tenant may have its name")
+    return refused
+
+
 def conflict_detail(fqdn: str, what: str) -> str:
     """Why a name cannot be a tenant's, for the person in the wizard."""
     return (f"{fqdn} already has DNS records this service did not publish ({what}); pick another name, "

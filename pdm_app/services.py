@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
 from . import domain, ownership
-from .dns_plan import NameDrift
+from .dns_plan import NameDrift, unsafe_plan
 from .dns_sync import DnsPublisher
 from .domain import ACTIVE, RESERVED, Allocation, DomainError, Transition
 from .models import PoolAllocation, PoolZone
@@ -163,6 +163,15 @@ class ReconcileResult:
     error: str | None = None
 
 
+class UnsafePlan(DomainError):
+    """``reconcile --apply`` refused: the repair of ``report`` is too large to make
+    without ``--force`` (``dns_plan.unsafe_plan``)."""
+
+    def __init__(self, report: DriftReport, detail: str):
+        super().__init__("unsafe-plan", detail, 409)
+        self.report = report
+
+
 def _blocked(zone: PoolZone | None) -> Blocked | None:
     if zone is None or not zone.blocked_reason:
         return None
@@ -247,6 +256,13 @@ class PoolService:
                                                 "names under; pick another pool, or bring your own domain")
         if domain.is_reserved(sub):
             return CheckResult(False, "reserved", f"{sub!r} is needed by the control plane; pick another name")
+        other_pool = domain.managed_pool_at(sub, pool, self.managed_domains)
+        if other_pool:
+            return CheckResult(False, "reserved", f"{sub}.{pool} is taken by the pool domain {other_pool}; "
+                                                  "pick another name")
+        problem = domain.lookalike_problem(sub)
+        if problem:
+            return CheckResult(False, "invalid-format", problem)
         fqdn = f"{sub}.{pool}"
 
         now = self.clock()
@@ -262,11 +278,38 @@ class PoolService:
         if conflict is not None:
             return CheckResult(False, DNS_CONFLICT, ownership.conflict_detail(fqdn, conflict), fqdn)
         if found is None or found.is_expired(now):
+            imitated = self._imitated_tenant(pool, sub)
+            if imitated:
+                name, state = imitated
+                return CheckResult(False, f"{state}-state", f"{fqdn} looks like {name}.{pool}, which is taken; "
+                                                            "pick another name", fqdn)
             return CheckResult(True, fqdn=fqdn)
         if found.state == RESERVED:
             return CheckResult(False, "reserved-state", f"{fqdn} is held by another deployment in progress; "
                                                         "try again in a few minutes, or pick another name", fqdn)
         return CheckResult(False, "active-state", f"{fqdn} belongs to a live Sovereign; pick another name", fqdn)
+
+    def _imitated_tenant(self, pool: str, sub: str, tx: UnitOfWork | None = None) -> tuple[str, str] | None:
+        """The pool's tenant (name, state) that the ``xn--`` label ``sub`` looks like;
+        None for any other label (only an A-label can imitate another A-label: one that
+        looks like an ASCII name is refused by ``domain.lookalike_problem``)."""
+        if not sub.startswith("xn--"):
+            return None
+
+        def read(tx: UnitOfWork) -> dict[str, str]:
+            return tx.a_label_tenants(pool, self.clock())
+
+        held = read(tx) if tx is not None else self._read_once_more(read)
+        name = domain.lookalike_of(sub, held)
+        return (name, held[name]) if name else None
+
+    def allocation(self, pool: str, sub: str) -> Allocation | None:
+        """The allocation of ``sub`` in ``pool`` as it is stored (a lapsed reservation
+        included); None when there is none."""
+        pool, sub = self._validate(pool, sub)
+        with self.uow() as tx:
+            row = tx.get_allocation(pool, sub)
+            return _to_domain(row) if row else None
 
     def list_pool(self, pool: str, state: str | None = None, *, limit: int | None = None,
                   after: str | None = None) -> PoolListing:
@@ -373,6 +416,10 @@ class PoolService:
 
     def reserve(self, pool: str, sub: str, created_by: str | None, caller: str) -> Reservation:
         pool, sub = self._validate(pool, sub)
+        other_pool = domain.managed_pool_at(sub, pool, self.managed_domains)
+        if other_pool:
+            raise DomainError("reserved-name", f"{sub}.{pool} is taken by the pool domain {other_pool} "
+                                               "and cannot be claimed", 409)
         now = self.clock()
         token = str(uuid.uuid4())
         allocation = Allocation.reserve(pool, sub, (created_by or "").strip() or DEFAULT_CREATED_BY, token, now,
@@ -383,6 +430,14 @@ class PoolService:
             load_balancer_ip=None, created_by=allocation.created_by, updated_at=now,
         )
         with self._refusals_recorded(pool, sub, "reserve-refused", caller), self.uow() as tx:
+            if sub.startswith("xn--"):
+                # Two A-labels that look alike are not both handed out: reserves of
+                # A-labels in a pool take its lock, so two of them cannot race past this.
+                tx.lock_pool(pool)
+                imitated = self._imitated_tenant(pool, sub, tx)
+                if imitated:
+                    raise DomainError("conflict", f"{sub}.{pool} looks like {imitated[0]}.{pool}, which is taken",
+                                      409)
             # The primary key decides races: one insert wins, the others find its row.
             inserted = tx.insert_allocation_if_absent(values)
             row = None if inserted else tx.get_allocation(pool, sub, lock=True)
@@ -585,11 +640,20 @@ class PoolService:
     def reconcile(self, pool: str, *, apply: bool, force: bool, caller: str) -> ReconcileResult:
         """The drift report, and with ``apply`` a pass that repairs it: orphans of names
         without an allocation are removed too, and with ``force`` the zone as it now reads
-        is accepted (a block on lost foreign records is lifted)."""
+        is accepted (a block on lost foreign records is lifted) and a repair of any size
+        is made -- without it, one that would change or remove too many of the service's
+        records raises ``UnsafePlan`` and nothing is recorded or written."""
         before = self.drift(pool)
         if not apply:
             return ReconcileResult(before, applied=False)
         pool = before.pool_domain
+        if not force:
+            with self.uow() as tx:
+                active = tx.count_active(pool)
+            unsafe = unsafe_plan(before.names, active, self.record_names)
+            if unsafe:
+                raise UnsafePlan(before, f"{pool}: {unsafe} ('pool-domain-manager reconcile {pool} --apply "
+                                         "--force')")
         adopt = frozenset(host for name in before.names for host in name.orphans)
         with self.uow() as tx:
             tx.record_event(pool, "", "reconcile", caller, self.clock(),

@@ -97,6 +97,19 @@ class UnitOfWork:
             stmt = stmt.limit(limit)
         return list(self.session.execute(stmt))
 
+    def a_label_tenants(self, pool: str, now: datetime) -> dict[str, str]:
+        """subdomain -> state of the pool's ``xn--`` tenants, lapsed reservations left out:
+        a range of the primary key (pool_domain, subdomain), not a scan of the pool."""
+        stmt = select(PoolAllocation.subdomain, PoolAllocation.state).where(
+            PoolAllocation.pool_domain == pool,
+            # The range holds every label starting "xn" in any collation (a locale's may
+            # skip '-' at first), the LIKE keeps the "xn--" ones.
+            PoolAllocation.subdomain >= "xn", PoolAllocation.subdomain < "xo",
+            PoolAllocation.subdomain.like("xn--%"),
+            (PoolAllocation.state == domain.ACTIVE) | (PoolAllocation.expires_at > now),
+        )
+        return {sub: state for sub, state in self.session.execute(stmt)}
+
     def allocation_states(self, pool: str) -> dict[str, str]:
         stmt = select(PoolAllocation.subdomain, PoolAllocation.state).where(PoolAllocation.pool_domain == pool)
         return {sub: state for sub, state in self.session.execute(stmt)}

@@ -13,6 +13,8 @@ import sys
 import threading
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
@@ -102,8 +104,12 @@ def test_a_bad_character_in_any_string_field_is_refused(client, endpoint, field,
     before = state(client)
     body = BODY_ENDPOINTS[endpoint][2](token)
     body[field] = body[field][:2] + bad + body[field][2:]  # inside the value: nothing to trim
-    detail = assert_error(send(client, endpoint, body), 400, "invalid-request")["detail"]
-    assert field in detail
+    if field == "subdomain":
+        # A name: the contract's answer for a bad name, the one /check gives it.
+        assert_error(send(client, endpoint, body), 422, "invalid-format")
+    else:
+        detail = assert_error(send(client, endpoint, body), 400, "invalid-request")["detail"]
+        assert field in detail
     assert state(client) == before  # nothing was executed
     assert client.get(f"{API}/check", query_string={"sub": "fresh"}).get_json()["available"] is True
 
@@ -124,7 +130,7 @@ def test_a_bad_character_in_a_key_or_a_nested_value_is_refused(client, endpoint,
 def test_release_does_not_fall_back_to_the_query_for_a_body_with_a_bad_character(client):
     reserve(client)
     r = send(client, "release", {"subdomain": "ac\u0000me"}, query="?sub=acme")
-    assert_error(r, 400, "invalid-request")
+    assert_error(r, 422, "invalid-format")
     assert [a["subdomain"] for a in state(client)] == ["acme"]
 
 
@@ -200,6 +206,80 @@ def test_a_chunked_body_of_exactly_the_limit_is_read_whole(app, client):
     assert status == 413, answer
 
 
+# -- a bad name is invalid-format everywhere; a ttl past any limit is invalid-ttl --------------------
+
+
+@pytest.mark.parametrize("bad", BAD_CHARACTERS.values(), ids=BAD_CHARACTERS.keys())
+@pytest.mark.parametrize("endpoint", BODY_ENDPOINTS)
+def test_a_name_with_a_bad_character_is_invalid_format_as_check_says(client, endpoint, bad):
+    token = reserve(client)
+    before = state(client)
+    name = f"ac{bad}me"
+    body = {**BODY_ENDPOINTS[endpoint][2](token), "subdomain": name}
+    assert_error(send(client, endpoint, body), 422, "invalid-format")
+    check = client.get(f"{API}/check", query_string={"sub": name}) if bad == "\x00" else None
+    if check is not None:  # a lone surrogate cannot be put into a URL
+        assert check.get_json()["reason"] == "invalid-format"
+    assert state(client) == before
+    # the other fields keep their 400
+    body = {**BODY_ENDPOINTS[endpoint][2](token), "createdBy": name}
+    assert_error(send(client, endpoint, body), 400, "invalid-request")
+
+
+def test_release_sub_with_a_nul_is_invalid_format(client):
+    reserve(client)
+    assert_error(client.delete(f"{API}/release?sub=ac%00me"), 422, "invalid-format")
+    assert client.get(f"{API}/check?sub=ac%00me").get_json()["reason"] == "invalid-format"
+    assert [a["subdomain"] for a in state(client)] == ["acme"]
+
+
+@pytest.mark.parametrize("ttl", [int("9" * 401), -int("9" * 401), 1e999, -1e999, 10**20],
+                         ids=["401-digits", "minus-401-digits", "1e999", "minus-1e999", "1e20"])
+def test_a_ttl_past_any_limit_is_invalid_ttl(client, ttl):
+    token = reserve(client)
+    before = state(client)
+    # json.dumps writes 1e999 as Infinity, which is no JSON: the text as a client sends it
+    text_ttl = {1e999: "1e999", -1e999: "-1e999"}.get(ttl, str(ttl)) if isinstance(ttl, float) else str(ttl)
+    raw = '{"subdomain": "acme", "reservationToken": "%s", "ttl": %s}' % (token, text_ttl)
+    assert "PDM_RESERVATION_MAX_TTL" in assert_error(send(client, "renew", raw), 422, "invalid-ttl")["detail"]
+    assert state(client) == before
+
+
+# What check's reason means on reserve.
+RESERVE_ANSWER = {None: (201, None), "invalid-format": (422, "invalid-format"), "reserved": (409, "reserved-name"),
+                  "reserved-state": (409, "conflict"), "active-state": (409, "conflict")}
+NAMES = st.one_of(
+    st.text(alphabet=st.sampled_from("abcxn-09\x00\ud800\udfff\u0430\u212a é"), max_size=12),
+    # letters, marks, digits, controls and lone surrogates from anywhere
+    st.text(st.characters(categories=["Cs", "Cc", "Ll", "Lo", "Mn", "Nd", "Pd"]), max_size=20),
+    # long, yet within the body limit
+    st.builds(lambda c, n: c * n, st.sampled_from("a\x00\ud800-"), st.integers(60, 2500)),
+    st.sampled_from(["admin", "xn--80ak6aa92e", "xn--mller-kva", "omantel", "XN--CAF-DMA", " acme "]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=NAMES)
+def test_check_and_reserve_agree_on_any_name(client, name):
+    """Whatever the name (NUL, surrogates, 2500 characters): never a 500, and reserve
+    answers what check said. A surrogate cannot travel in a URL, so check is asked through
+    the service; reserve goes over HTTP with the name as a JSON escape."""
+    pool_service = client.application.extensions["pdm"].service
+    said = pool_service.check(POOL, name)
+    r = send(client, "reserve", {"subdomain": name})
+    assert r.status_code != 500
+    status, code = RESERVE_ANSWER[None if said.available else said.reason]
+    assert r.status_code == status, (name, said, r.get_json())
+    if code is not None:
+        assert r.get_json()["error"] == code
+    else:
+        sub = r.get_json()["subdomain"]
+        assert client.delete(f"{API}/release", json={"subdomain": sub}).status_code == 200
+    if not any("\ud800" <= c <= "\udfff" for c in name):
+        over_http = client.get(f"{API}/check", query_string={"sub": name})
+        assert over_http.status_code == 200 and over_http.get_json().get("reason") == said.reason
+
+
 # -- query strings and the path ------------------------------------------------------------------
 
 
@@ -212,7 +292,7 @@ def test_a_nul_in_a_history_query_parameter_is_refused(client, query):
 
 def test_a_nul_in_release_sub_is_refused_and_nothing_is_released(client):
     reserve(client)
-    assert_error(client.delete(f"{API}/release?sub=acme%00"), 400, "invalid-request")
+    assert_error(client.delete(f"{API}/release?sub=acme%00"), 422, "invalid-format")
     assert [a["subdomain"] for a in state(client)] == ["acme"]
 
 

@@ -227,7 +227,7 @@ def test_release(app, client, fake):
     reserve(client, "beta")
     assert len(tenant_records(fake.zone(POOL), "acme")) == 6
 
-    result = run(app, "release", POOL, "acme")
+    result = run(app, "release", POOL, "acme", "--yes")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == [f"released acme.{POOL} (was active, {LB})", "DNS: records removed"]
     assert tenant_records(fake.zone(POOL), "acme") == {}
@@ -241,6 +241,30 @@ def test_release(app, client, fake):
     events = out_json(run(app, "history", POOL, "--json"))["events"]
     assert [(e["subdomain"], e["caller"]) for e in events if e["action"] == "release"] == [
         ("beta", "cli"), ("acme", "cli")]
+
+
+def test_release_of_an_active_tenant_asks_for_its_name(app, client, fake, monkeypatch):
+    reserve_commit(client, "acme")
+    reserve(client, "beta")
+    # no terminal, no --yes: refused in one line, nothing released
+    result = run(app, "release", POOL, "acme")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"error: confirmation-required: acme.{POOL} is active (a live Sovereign); "
+        "run this at a terminal to confirm, or pass --yes"]
+    # a reserved name is released without asking
+    assert run(app, "release", POOL, "beta").exit_code == 0
+    # at a terminal: the name is typed
+    monkeypatch.setattr("pdm_app.cli._stdin_is_terminal", lambda: True)
+    result = run(app, "release", POOL, "acme", input="beta\n")
+    assert result.exit_code == 1 and error_line(result) == f"error: not-confirmed: acme.{POOL} was not released"
+    assert f"acme.{POOL} is active" in result.stderr and "Type acme to release it" in result.stderr
+    assert len(tenant_records(fake.zone(POOL), "acme")) == 6
+    assert out_json(run(app, "check", POOL, "acme", "--json"))["reason"] == "active-state"
+    result = run(app, "release", POOL, "acme", input="acme\n")
+    assert result.exit_code == 0, result.stderr
+    assert f"released acme.{POOL} (was active, {LB})" in result.stdout
+    assert tenant_records(fake.zone(POOL), "acme") == {}
 
 
 def test_renew(app, client):
@@ -312,11 +336,11 @@ def test_dns_pending_and_retry(app, client, fake):
 
     # a release while the registrar fails: freed, its DNS removal queued
     fake.inject("error", times=100)
-    result = run(app, "release", POOL, "beta")
+    result = run(app, "release", POOL, "beta", "--yes")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[1] == (f"DNS: removal queued; it is retried automatically "
                                              f"(see '{PROG} dns pending {POOL}')")
-    body = out_json(run(app, "release", POOL, "acme", "--json"))
+    body = out_json(run(app, "release", POOL, "acme", "--yes", "--json"))
     assert body["dnsDone"] is False and body["freed"]["state"] == "active"
     assert sorted((w["subdomain"], w["action"]) for w in out_json(run(app, "dns", "pending", "--json"))) == [
         ("acme", "remove"), ("beta", "remove")]
@@ -375,6 +399,39 @@ def test_drift_and_reconcile(app, client, fake):
     assert events[0]["action"] == "reconcile" and events[0]["caller"] == "cli"
 
 
+def test_reconcile_refuses_a_large_repair_without_force(app, client, fake):
+    reserve_commit(client, "acme")
+    reserve_commit(client, "beta", ip="198.51.100.8")
+    # 12 of the service's records; by hand, 4 of them (33%) pointed elsewhere
+    moved = {"*.beta", "console.beta", "gitea.beta", "api.acme"}
+    zone = fake.zone(POOL)
+    fake.seed(POOL, [replace(r, value="192.0.2.99") if r.host in moved else r for r in zone.records], ttl=zone.ttl)
+    calls = len(fake.calls)
+    events = len(out_json(run(app, "history", POOL, "--json"))["events"])
+
+    result = run(app, "reconcile", POOL, "--apply")
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    # the plan, then the refusal
+    assert "correct  console.beta A 192.0.2.99 -> 198.51.100.8" in result.stdout
+    assert f"correct  api.acme A 192.0.2.99 -> {LB}" in result.stdout
+    line = error_line(result)
+    assert line.startswith(f"error: unsafe-plan: {POOL}: ") and "4 of them (33%) changed" in line
+    assert "12 record(s)" in line and "--force" in line
+    # nothing written, nothing recorded
+    assert [c[0] for c in fake.calls[calls:]] == ["get_dns"]
+    assert tenant_records(fake.zone(POOL), "beta")["console.beta"] == "192.0.2.99"
+    assert len(out_json(run(app, "history", POOL, "--json"))["events"]) == events
+
+    body = json.loads(run(app, "reconcile", POOL, "--apply", "--json").stdout)
+    assert body["applied"] is False and "33%" in body["error"] and "--force" in body["error"]
+    assert len(body["before"]["names"]) == 2
+
+    result = run(app, "reconcile", POOL, "--apply", "--force")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert tenant_records(fake.zone(POOL), "beta")["console.beta"] == "198.51.100.8"
+    assert run(app, "drift", POOL).exit_code == 0
+
+
 def test_logs_go_to_stderr(app, client):
     """The service's log lines go to stderr (only warnings and errors without -v), and
     the handler is put back afterwards."""
@@ -384,10 +441,10 @@ def test_logs_go_to_stderr(app, client):
     reserve_commit(client, "beta")
     root = logging.getLogger()
     assert any(type(h) is StdoutHandler for h in root.handlers)
-    result = run(app, "release", POOL, "acme", "--json")
+    result = run(app, "release", POOL, "acme", "--yes", "--json")
     assert json.loads(result.stdout)["freed"]["subdomain"] == "acme"
     assert result.stderr == ""
-    result = run(app, "-v", "release", POOL, "beta", "--json")
+    result = run(app, "-v", "release", POOL, "beta", "--yes", "--json")
     assert json.loads(result.stdout)["freed"]["subdomain"] == "beta"
     logged = [json.loads(line) for line in result.stderr.splitlines()]
     assert any(e["level"] == "info" and e["message"].startswith("released beta") for e in logged)

@@ -64,12 +64,65 @@ def test_label_rule_is_the_whole_string():
 @pytest.mark.parametrize("sub", [
     "xn--caf-dma",  # café
     "xn--e1afmkfd",  # пример
-    "xn--80ak6aa92e",  # аррӏе: looks like "apple", which is not reserved
     "xn--mnchen-3ya",  # münchen
+    "xn--mller-kva",  # müller
 ])
 def test_valid_a_labels_pass(sub):
     domain.validate_subdomain(sub)
     assert not domain.is_reserved(sub)
+    assert domain.lookalike_problem(sub) is None
+
+
+@pytest.mark.parametrize("ulabel", [
+    "\u65e5\u672c\u8a9e\u30c6\u30b9\u30c8",  # 日本語テスト: Han + Katakana, one writing system
+    "\ud55c\uad6d\uc5b4",  # 한국어
+    "\u4e2d\u6587\u3105",  # 中文ㄅ: Han + Bopomofo
+    "\u043f\u0440\u0438\u043c\u0435\u0440-2",  # пример-2: digits and '-' belong to no script
+])
+def test_one_writing_system_passes(ulabel):
+    assert domain.lookalike_problem(a_label(ulabel)) is None
+
+
+@pytest.mark.parametrize("ulabel, scripts", [
+    ("\u0430pple", "Cyrillic, Latin"),  # Cyrillic а in a Latin word
+    ("p\u0430y\u03c1al", "Latin, Cyrillic, Greek"),
+    ("abc\u682a\u5f0f\u4f1a\u793e", "Latin, Han"),  # Latin beside Han: not allowed in one label
+    ("\u3072\u3089\ud55c", "Hiragana, Hangul"),  # Japanese and Korean
+])
+def test_mixed_scripts_are_invalid_format(ulabel, scripts):
+    sub = a_label(ulabel)
+    domain.validate_subdomain(sub)  # a well-formed A-label, not held by anyone...
+    problem = domain.lookalike_problem(sub)  # ...that no new tenant gets
+    assert problem and "mixes scripts" in problem and scripts in problem
+    err = refusal(domain.Allocation.reserve, POOL, sub, "t", "token", domain.utcnow(), 60)
+    assert (err.code, err.status) == ("invalid-format", 422)
+
+
+@pytest.mark.parametrize("sub, looks_like", [
+    ("xn--80ak6aa92e", "apple"),  # аррӏе, all Cyrillic
+    ("xn--80akut", "acme"),  # асме
+    (a_label("\u03bf\u03b9"), "oi"),  # Greek οι
+])
+def test_a_label_that_only_looks_like_an_ascii_name_is_invalid_format(sub, looks_like):
+    problem = domain.lookalike_problem(sub)
+    assert problem and f"plain ASCII name {looks_like!r}" in problem
+
+
+def test_a_label_skeletons_compare_a_labels():
+    muller, lookalike = "xn--mller-kva", a_label("m\u00fc\u0142\u0142er")  # müller, müłłer
+    assert domain.lookalike_problem(lookalike) is None  # Latin only, not ASCII-looking
+    assert domain.lookalike_of(lookalike, {muller, "xn--caf-dma"}) == muller
+    assert domain.lookalike_of(muller, {muller}) is None  # not a lookalike of itself
+    assert domain.lookalike_of("xn--caf-dma", {muller}) is None
+    assert domain.lookalike_of("muller", {muller}) is None  # only A-labels
+
+
+def test_a_name_that_is_or_holds_another_pool():
+    pools = ("omani.works", "a.b.omani.works", "openova.io")
+    assert domain.managed_pool_at("a", "b.omani.works", pools) == "a.b.omani.works"
+    assert domain.managed_pool_at("b", "omani.works", pools) == "a.b.omani.works"
+    assert domain.managed_pool_at("ab", "omani.works", pools) is None
+    assert domain.managed_pool_at("b", "openova.io", pools) is None
 
 
 @pytest.mark.parametrize("sub, why", [
@@ -280,3 +333,56 @@ def test_lab_ranges_allow_private_addresses(lab_client):
     response = commit(lab_client, "acme", token, "10.20.30.40")
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json()["loadBalancerIP"] == "10.20.30.40"
+
+
+def test_a_label_that_only_looks_like_a_latin_name_is_refused(client):
+    for sub, why in (("xn--80ak6aa92e", "plain ASCII name 'apple'"),  # аррӏе, all Cyrillic
+                     (a_label("\u0430pple"), "mixes scripts (Cyrillic, Latin)")):  # аpple
+        body = check(client, sub)
+        assert (body["available"], body["reason"]) == (False, "invalid-format")
+        assert why in body["detail"] and "fqdn" not in body
+        assert why in assert_error(reserve(client, sub), 422, "invalid-format")["detail"]
+    assert check(client, "xn--mller-kva") == {"available": True, "fqdn": f"xn--mller-kva.{POOL}"}
+    assert reserve(client, "xn--mller-kva").status_code == 201
+
+
+def test_a_label_that_looks_like_a_held_a_label_is_taken(client):
+    muller, lookalike = "xn--mller-kva", a_label("m\u00fc\u0142\u0142er")  # müller, müłłer
+    assert check(client, lookalike)["available"] is True
+    token = reserve(client, muller).get_json()["reservationToken"]
+    body = check(client, lookalike)
+    assert (body["available"], body["reason"]) == (False, "reserved-state")
+    assert f"looks like {muller}.{POOL}" in body["detail"] and body["fqdn"] == f"{lookalike}.{POOL}"
+    assert f"{muller}.{POOL}" in assert_error(reserve(client, lookalike), 409, "conflict")["detail"]
+    assert commit(client, muller, token, PUBLIC_LB).status_code == 200
+    assert check(client, lookalike)["reason"] == "active-state"
+    # another pool has no such tenant
+    assert check(client, lookalike, pool="openova.io")["available"] is True
+    assert client.delete(f"/api/v1/pool/{POOL}/release", json={"subdomain": muller}).status_code == 200
+    assert check(client, lookalike)["available"] is True
+
+
+def test_a_lapsed_reservation_is_not_imitated(app, client):
+    app.extensions["pdm"].service.reservation_ttl = 0
+    assert reserve(client, "xn--mller-kva").status_code == 201
+    assert reserve(client, a_label("m\u00fc\u0142\u0142er")).status_code == 201
+
+
+@pytest.fixture
+def nested_pools_client(db_url, fake):
+    yield from _client(db_url, fake, managed_domains=("omani.works", "a.b.omani.works", "openova.io"))
+
+
+def test_a_name_that_is_another_pool_is_never_available(client, nested_pools_client):
+    # omantel.omani.works is a pool of its own
+    body = check(client, "omantel", pool="omani.works")
+    assert (body["available"], body["reason"]) == (False, "reserved") and "omantel.omani.works" in body["detail"]
+    assert "omantel.omani.works" in assert_error(reserve(client, "omantel", pool="omani.works"), 409,
+                                                 "reserved-name")["detail"]
+    # b.omani.works holds the pool a.b.omani.works
+    client = nested_pools_client
+    body = check(client, "b", pool="omani.works")
+    assert (body["available"], body["reason"]) == (False, "reserved") and "a.b.omani.works" in body["detail"]
+    assert_error(reserve(client, "b", pool="omani.works"), 409, "reserved-name")
+    assert reserve(client, "c", pool="omani.works").status_code == 201
+    assert client.get("/api/v1/pool/omani.works/list").get_json()["allocations"][0]["subdomain"] == "c"

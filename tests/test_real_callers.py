@@ -241,7 +241,7 @@ def test_the_console_script_works_where_http_is_closed(deployed):
     assert go.commit("gamma", token).status == 200
     listing = json.loads(console(deployed, "list", POOL, "--json").stdout)
     assert [a["subdomain"] for a in listing["allocations"]] == ["gamma"]
-    assert console(deployed, "release", POOL, "gamma").exit_code == 0
+    assert console(deployed, "release", POOL, "gamma", "--yes").exit_code == 0
     assert history(deployed, "gamma")[1] == ("release", "cli")
 
 

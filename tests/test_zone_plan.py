@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pdm_app.dns_plan import LOST_FOREIGN, TOO_LARGE, ZoneBlocked, diff_zone, find_orphans, plan_zone, retry_delay
+from pdm_app.dns_plan import (LOST_FOREIGN, MAX_SAFE_DELETE_PCENT, MAX_SAFE_UPDATE_PCENT, MIN_EXISTING_RECORDS,
+                              TOO_LARGE, NameDrift, WrongAddress, ZoneBlocked, diff_zone, find_orphans, plan_zone,
+                              retry_delay, unsafe_plan)
 from pdm_app.ownership import DNS_CONFLICT, POOL_FULL
 from pdm_app.registrar import Record, Zone
 
@@ -193,3 +195,47 @@ def test_drift_lists_foreign_records_where_tenant_records_go():
 def test_retry_delay_backs_off_and_honours_the_throttle():
     assert retry_delay(0) == 5 and retry_delay(3) == 40 and retry_delay(20) == 300
     assert retry_delay(0, 60) == 60
+
+
+def _drift(wrong=0, orphans=0, missing=0):
+    """Drift of tenant "t": ``wrong`` hosts with a wrong address, ``missing`` hosts, and
+    ``orphans`` hosts of a name with no allocation."""
+    hosts = [f"h{i}.t" for i in range(wrong + missing)]
+    return [NameDrift("t", "active", missing=hosts[wrong:], wrong=[WrongAddress(h, ["9.9.9.9"], "1.2.3.4")
+                                                                   for h in hosts[:wrong]]),
+            NameDrift("old", None, orphans=[f"o{i}.old" for i in range(orphans)])]
+
+
+def test_thresholds_are_octodns_defaults():
+    assert (MAX_SAFE_UPDATE_PCENT, MAX_SAFE_DELETE_PCENT, MIN_EXISTING_RECORDS) == (0.30, 0.30, 10)
+
+
+def test_a_repair_changing_or_removing_more_than_30_percent_is_unsafe():
+    # 2 active tenants x 6 names = 12 records; 4 wrong = 33%
+    why = unsafe_plan(_drift(wrong=4), 2, NAMES)
+    assert why and "12 record(s)" in why and "4 of them (33%) changed" in why and "--force" in why
+    assert unsafe_plan(_drift(wrong=3), 2, NAMES) is None  # 25%
+    # orphans are in the zone too: 1 tenant (6) + 6 orphans = 12, 6 removed = 50%
+    why = unsafe_plan(_drift(orphans=6), 1, NAMES)
+    assert why and "6 of them (50%) removed" in why
+    # a table that lost every tenant: the whole zone would go
+    assert "removed" in unsafe_plan(_drift(orphans=12), 0, NAMES)
+
+
+def test_exactly_30_percent_and_small_zones_are_safe():
+    # 5 tenants x 2 names = 10 records
+    names = ("*", "console")
+    assert unsafe_plan(_drift(wrong=3), 5, names) is None  # 3 of 10: exactly 30%, not more
+    assert unsafe_plan(_drift(wrong=4), 5, names)  # 4 of 10
+    # 9 records: below MIN_EXISTING_RECORDS, anything goes
+    assert unsafe_plan(_drift(orphans=9), 0, names) is None
+    assert unsafe_plan(_drift(orphans=10), 0, names)
+
+
+def test_missing_records_are_additions_not_changes():
+    # 3 tenants, 18 hosts, 12 missing: 6 in the zone, below the minimum -- and missing
+    # hosts never count as changes
+    assert unsafe_plan(_drift(missing=12), 3, NAMES) is None
+    # 4 tenants (24), 10 missing: 14 in the zone, 4 wrong = 29%
+    assert unsafe_plan(_drift(wrong=4, missing=10), 4, NAMES) is None
+    assert unsafe_plan(_drift(wrong=5, missing=10), 4, NAMES)  # 5 of 14 = 36%

@@ -11,8 +11,11 @@ Nothing a client sends reaches the service or the database unchecked:
 - no string in it -- key or value, at any depth -- and no query parameter a handler reads
   may hold a NUL character or a lone UTF-16 surrogate (``"\\ud800"`` in JSON): PostgreSQL
   cannot store the one, nothing can encode the other. They are refused
-  (``400 invalid-request``, naming the field), never stripped. (``/check``, which the
-  contract has answer 200 always, answers such a name ``invalid-format``.)
+  (``400 invalid-request``, naming the field), never stripped. Names are the exception:
+  a ``subdomain`` field (``NAME_FIELDS``) and ``?sub=`` (``query_name``) come as they
+  are, and the name rule (``domain.label_problem``) refuses such a name as
+  ``invalid-format`` before any database work -- the answer ``/check`` gives it, and
+  ``422`` on reserve, commit, release and renew.
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ DEFAULT_LIMIT = 16 * 1024  # when the app sets no MAX_CONTENT_LENGTH
 
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
 _BAD_TEXT_DETAIL = "must not contain a NUL character or a lone UTF-16 surrogate"
+# Top-level body fields that hold a name (see the module's docstring).
+NAME_FIELDS = ("subdomain",)
 
 
 class NotJson(ApiError):
@@ -113,8 +118,9 @@ def _where(path: str, key) -> str:
     return f"{path}.{name}" if path else name
 
 
-def check_text(value, path: str = "") -> None:
-    """Refuse a NUL or a lone surrogate in any string of ``value`` (keys too)."""
+def check_text(value, path: str = "", names: tuple[str, ...] = ()) -> None:
+    """Refuse a NUL or a lone surrogate in any string of ``value`` (keys too), except in
+    the string values of ``value``'s own keys in ``names`` (left to the name rule)."""
     if isinstance(value, str):
         if _BAD_TEXT.search(value):
             raise ApiError("invalid-request", f"{path or 'the body'}: {_BAD_TEXT_DETAIL}", 400)
@@ -122,14 +128,17 @@ def check_text(value, path: str = "") -> None:
         for key, item in value.items():
             if _BAD_TEXT.search(key):
                 raise ApiError("invalid-request", f"a key ({_where(path, key)}) {_BAD_TEXT_DETAIL}", 400)
+            if key in names and isinstance(item, str):
+                continue
             check_text(item, _where(path, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
             check_text(item, _where(path, index))
 
 
-def parse_json(raw: bytes):
-    """UTF-8 JSON text -> its value, within the depth limit and with clean strings."""
+def parse_json(raw: bytes, names: tuple[str, ...] = ()):
+    """UTF-8 JSON text -> its value, within the depth limit and with clean strings (but
+    for the top-level ``names``, see ``check_text``)."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -140,16 +149,17 @@ def parse_json(raw: bytes):
         value = json.loads(text, parse_constant=_refuse_constant)
     except ValueError:  # json.JSONDecodeError, NaN/Infinity, an integer of too many digits
         raise NotJson("the request body is not valid JSON") from None
-    check_text(value)
+    check_text(value, names=names if isinstance(value, dict) else ())
     return value
 
 
-def json_object() -> dict | None:
-    """The body as a JSON object; None when there is no body (or only whitespace)."""
+def json_object(names: tuple[str, ...] = ()) -> dict | None:
+    """The body as a JSON object; None when there is no body (or only whitespace).
+    ``names``: its fields that hold a name (``NAME_FIELDS``)."""
     raw = read_body()
     if not raw.strip():
         return None
-    data = parse_json(raw)
+    data = parse_json(raw, names)
     if not isinstance(data, dict):
         raise NotJson("the request body must be a JSON object")
     return data
@@ -174,6 +184,12 @@ def query_text(name: str, default: str = "") -> str:
     if _BAD_TEXT.search(value):
         raise ApiError("invalid-request", f"{name}: {_BAD_TEXT_DETAIL}", 400)
     return value
+
+
+def query_name(name: str) -> str:
+    """A query parameter that holds a name (``?sub=``), as it came: a NUL or a lone
+    surrogate in it is left to the name rule, which answers ``invalid-format``."""
+    return request.args.get(name, "")
 
 
 def query_args(*names: str) -> dict[str, str]:

@@ -9,8 +9,7 @@ from ..auth import CLIENT, OPERATOR
 from ..services import PoolService
 from . import schemas
 from .access import caller_name, requires
-from .body import NotJson, json_object, load, query_args, query_text
-from .errors import ApiError
+from .body import NAME_FIELDS, NotJson, json_object, load, query_args, query_name
 
 bp = Blueprint("pool", __name__, url_prefix="/api/v1/pool/<domain>")
 
@@ -26,21 +25,16 @@ def service() -> PoolService:
 @bp.get("/check")
 @requires(CLIENT)
 def check(domain: str):
-    try:
-        sub = query_text("sub")
-    except ApiError:
-        # The contract: check always answers 200. A name holding a NUL or a lone surrogate
-        # is no DNS label, so the answer is the one for any such name (as for ""):
-        # invalid-format -- and nothing of it reaches the database.
-        sub = ""
-    result = service().check(domain, sub)
+    # The contract: check always answers 200. A name holding a NUL or a lone surrogate is
+    # no DNS label: invalid-format, before anything of it reaches the database.
+    result = service().check(domain, query_name("sub"))
     return jsonify(CHECK_ANSWER.dump(result))
 
 
 @bp.post("/reserve")
 @requires(CLIENT)
 def reserve(domain: str):
-    body = load(schemas.ReserveRequest(), json_object())
+    body = load(schemas.ReserveRequest(), json_object(NAME_FIELDS))
     reservation = service().reserve(domain, body["subdomain"], body["createdBy"], caller_name())
     answer = schemas.ReserveResponseSchema().dump({**asdict(reservation.allocation), "token": reservation.token})
     return jsonify(answer), 201
@@ -49,7 +43,7 @@ def reserve(domain: str):
 @bp.post("/commit")
 @requires(CLIENT)
 def commit(domain: str):
-    body = load(schemas.CommitRequest(), json_object())
+    body = load(schemas.CommitRequest(), json_object(NAME_FIELDS))
     outcome = service().commit(
         domain, body["subdomain"], body["reservationToken"] or "", body["sovereignFQDN"], body["loadBalancerIP"] or "",
         caller_name(),
@@ -71,10 +65,10 @@ def release(domain: str):
     # Operators call `curl -X DELETE '.../release?sub=x'`: the query serves when the
     # body is empty or not JSON (a body that is JSON is checked like any other).
     try:
-        data = json_object()
+        data = json_object(NAME_FIELDS)
     except NotJson:
         data = None
-    sub = query_text("sub")
+    sub = query_name("sub")
     if data is not None:
         sub = load(schemas.ReleaseRequest(), data)["subdomain"] or sub
     outcome = service().release(domain, sub, caller_name())
@@ -91,7 +85,7 @@ def release(domain: str):
 @bp.post("/renew")
 @requires(CLIENT)
 def renew(domain: str):
-    body = load(schemas.RenewRequest(), json_object())
+    body = load(schemas.RenewRequest(), json_object(NAME_FIELDS))
     allocation = service().renew(domain, body["subdomain"], body["reservationToken"] or "", body["ttl"],
                                  caller_name())
     return jsonify(schemas.AllocationSchema().dump(allocation)), 200

@@ -1,6 +1,7 @@
 """Marshmallow schemas of the wire contract: request bodies in, answers out."""
 from __future__ import annotations
 
+import math
 
 from marshmallow import EXCLUDE, Schema, fields, post_dump, validate
 
@@ -45,8 +46,15 @@ class Ttl(fields.Field):
 
         if isinstance(value, bool):
             raise self.make_error("invalid")
-        if isinstance(value, (int, float)):
-            seconds = float(value)
+        if isinstance(value, int):
+            try:
+                seconds = float(value)
+            except OverflowError:
+                # More digits than a float holds: a number of seconds past any limit,
+                # which the service refuses as it refuses any ttl too long (invalid-ttl).
+                seconds = math.inf if value > 0 else -math.inf
+        elif isinstance(value, float):
+            seconds = value
         elif isinstance(value, str) and len(value) <= 32:
             try:
                 seconds = parse_duration(value)
@@ -54,8 +62,9 @@ class Ttl(fields.Field):
                 raise self.make_error("invalid") from None
         else:
             raise self.make_error("invalid")
-        if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        if math.isnan(seconds):
             raise self.make_error("invalid")
+        # An infinite number (JSON's 1e999) is a lifetime too long: invalid-ttl, from the service.
         return seconds
 
 

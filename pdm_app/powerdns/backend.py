@@ -47,6 +47,7 @@ class PowerDnsZones:
         self.client = client
         # A pool may sit under another (omantel.omani.works under omani.works): its zone
         # and delegation are never taken for a tenant's.
+        self.managed = tuple(pools)
         self.pools = frozenset(absolute(p) for p in pools)
         self.lock = lock
         self.account = account_id(account_key)
@@ -98,14 +99,10 @@ class PowerDnsZones:
                  conflicts: dict[str, str]) -> dict[str, tuple[str, str]]:
         """Active tenants a pass must not publish: a name that is another pool's, or one
         with something that is not the service's at or under it."""
-        refused = {}
+        refused = ownership.pool_names(pool, active, self.managed)
         for sub in active:
-            fqdn = f"{sub}.{absolute(pool)}"
-            if fqdn in self.pools:
-                refused[sub] = (ownership.DNS_CONFLICT, f"{fqdn.rstrip('.')} is a pool domain of its own; "
-                                                        "no tenant may take its name")
-            elif sub not in ours and sub in conflicts:
-                refused[sub] = (ownership.DNS_CONFLICT, ownership.conflict_detail(fqdn.rstrip("."), conflicts[sub]))
+            if sub not in refused and sub not in ours and sub in conflicts:
+                refused[sub] = (ownership.DNS_CONFLICT, ownership.conflict_detail(f"{sub}.{pool}", conflicts[sub]))
         return refused
 
     def read_tenant(self, pool: str, sub: str, io: PassIO) -> TenantZone | None:

@@ -13,8 +13,11 @@ class DynadotZones:
     kind = "dynadot"
 
     def __init__(self, registrar: Registrar, lock: DatabaseLock, *, key: str, record_names: tuple[str, ...],
-                 min_interval: float, max_subhost_records: int | None = None, max_apex_records: int | None = None):
+                 min_interval: float, max_subhost_records: int | None = None, max_apex_records: int | None = None,
+                 pools: tuple[str, ...] = ()):
         self.registrar = registrar
+        # A pool may sit under another: a tenant of that name is never published.
+        self.pools = pools
         self.lock = lock
         self.account = account_id(key)
         self.record_names = record_names
@@ -27,7 +30,9 @@ class DynadotZones:
 
     def converge(self, pool: str, snap: Snapshot, io: PassIO, *, accept: bool, adopt: frozenset[str]) -> Converged:
         current = self.read(pool, io)
-        plan = plan_zone(current, snap.active, self.record_names, snap.owned | adopt, snap.last_foreign,
+        refused = ownership.pool_names(pool, snap.active, self.pools)
+        active = {sub: ip for sub, ip in snap.active.items() if sub not in refused}
+        plan = plan_zone(current, active, self.record_names, snap.owned | adopt, snap.last_foreign,
                          carried=snap.carried, accept=accept, max_subhost_records=self.max_subhost_records,
                          max_apex_records=self.max_apex_records)
         if plan.changed:
@@ -41,7 +46,7 @@ class DynadotZones:
             removing=plan.removing,
             state=dict(foreign_subhost_records=plan.foreign_subhost_records, foreign_records=foreign_json(plan.foreign)),
             conflicts=plan.conflicts,
-            refused=plan.refused,
+            refused={**plan.refused, **refused},
         )
 
     def drift(self, pool: str, snap: Snapshot, io: PassIO) -> tuple[list[NameDrift], list[Record]]:
