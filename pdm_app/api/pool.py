@@ -8,9 +8,10 @@ from flask import Blueprint, current_app, jsonify
 from ..auth import CLIENT, OPERATOR
 from ..services import PoolService
 from . import schemas
-from .access import caller_name, requires
+from .access import caller_identity, caller_name, requires
 from .body import NotJson, json_object, load, query_args, query_text
 from .errors import ApiError
+from .ratelimit import limited
 
 bp = Blueprint("pool", __name__, url_prefix="/api/v1/pool/<domain>")
 
@@ -25,6 +26,7 @@ def service() -> PoolService:
 
 @bp.get("/check")
 @requires(CLIENT)
+@limited("check")
 def check(domain: str):
     try:
         sub = query_text("sub")
@@ -39,15 +41,18 @@ def check(domain: str):
 
 @bp.post("/reserve")
 @requires(CLIENT)
+@limited("write")
 def reserve(domain: str):
     body = load(schemas.ReserveRequest(), json_object())
-    reservation = service().reserve(domain, body["subdomain"], body["createdBy"], caller_name())
+    reservation = service().reserve(domain, body["subdomain"], body["createdBy"], caller_name(),
+                                    holder=caller_identity())
     answer = schemas.ReserveResponseSchema().dump({**asdict(reservation.allocation), "token": reservation.token})
     return jsonify(answer), 201
 
 
 @bp.post("/commit")
 @requires(CLIENT)
+@limited("write")
 def commit(domain: str):
     body = load(schemas.CommitRequest(), json_object())
     outcome = service().commit(
@@ -67,6 +72,7 @@ def commit(domain: str):
 
 @bp.delete("/release")
 @requires(CLIENT)
+@limited("write")
 def release(domain: str):
     # Operators call `curl -X DELETE '.../release?sub=x'`: the query serves when the
     # body is empty or not JSON (a body that is JSON is checked like any other).
@@ -90,6 +96,7 @@ def release(domain: str):
 
 @bp.post("/renew")
 @requires(CLIENT)
+@limited("write")
 def renew(domain: str):
     body = load(schemas.RenewRequest(), json_object())
     allocation = service().renew(domain, body["subdomain"], body["reservationToken"] or "", body["ttl"],
@@ -99,6 +106,7 @@ def renew(domain: str):
 
 @bp.get("/list")
 @requires(OPERATOR)
+@limited("operator")
 def list_pool(domain: str):
     args = load(schemas.ListQuery(), query_args("limit", "after"))
     return jsonify(schemas.dump_pool_list(service().list_pool(domain, limit=args["limit"], after=args["after"])))
@@ -106,6 +114,7 @@ def list_pool(domain: str):
 
 @bp.get("/history")
 @requires(OPERATOR)
+@limited("operator")
 def history(domain: str):
     args = load(schemas.HistoryQuery(), query_args("sub", "limit", "before"))
     history = service().history(domain, args["sub"], args["limit"], args["before"])
@@ -114,6 +123,7 @@ def history(domain: str):
 
 @bp.get("/drift")
 @requires(OPERATOR)
+@limited("operator")
 def drift(domain: str):
     return jsonify(schemas.DriftSchema().dump(service().drift(domain)))
 
@@ -124,5 +134,6 @@ pools_bp = Blueprint("pools", __name__, url_prefix="/api/v1")
 
 @pools_bp.get("/pools")
 @requires(OPERATOR)
+@limited("operator")
 def pools():
     return jsonify(schemas.PoolsSchema().dump({"pools": service().pools()}))
