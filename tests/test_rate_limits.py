@@ -154,6 +154,29 @@ def test_the_write_scope_is_shared_by_its_routes_and_other_routes_are_never_limi
             assert "X-RateLimit-Limit" not in answer.headers
 
 
+def test_the_429_answers_are_documented(limited_app):
+    app = limited_app(rate_limits={"check": "1/hour"})
+    client = app.test_client()
+    doc = client.get("/openapi.json").get_json()
+    limited = {("/api/v1/pool/{domain}/check", "get"), ("/api/v1/pool/{domain}/reserve", "post"),
+               ("/api/v1/pool/{domain}/commit", "post"), ("/api/v1/pool/{domain}/release", "delete"),
+               ("/api/v1/pool/{domain}/renew", "post"), ("/api/v1/pool/{domain}/list", "get"),
+               ("/api/v1/pool/{domain}/history", "get"), ("/api/v1/pool/{domain}/drift", "get"),
+               ("/api/v1/pools", "get"), ("/api/v1/registrar/{registrar}/validate", "post"),
+               ("/api/v1/registrar/{registrar}/set-ns", "post"), ("/api/v1/registrar/{registrar}/history", "get")}
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            assert ("429" in operation["responses"]) == ((path, method) in limited), (path, method)
+    reserve_429 = doc["paths"]["/api/v1/pool/{domain}/reserve"]["post"]["responses"]["429"]["description"]
+    assert "rate-limited" in reserve_429 and "too-many-reservations" in reserve_429
+    check_429 = doc["paths"]["/api/v1/pool/{domain}/check"]["get"]["responses"]["429"]
+    ref = check_429["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    check(client)
+    body = check(client).get_json()
+    assert set(doc["components"]["schemas"][ref]["required"]) == set(body) == {
+        "error", "detail", "available", "reason"}
+
+
 def test_a_token_is_its_callers_budget_wherever_it_calls_from(limited_app):
     app = limited_app(rate_limits={"check": "2/hour"}, auth_enabled=True, auth_mode=AUTH_TOKENS, api_tokens=TOKENS)
     client = app.test_client()
