@@ -123,6 +123,7 @@ def test_check_past_its_limit_answers_429_that_reads_as_a_check_result(limited_a
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["2", "1", "0"]
     assert answers[0].headers["X-RateLimit-Limit"] == "3"
+    assert "Retry-After" not in answers[0].headers  # only on a refusal
     limited = check(client)
     assert limited.status_code == 429
     body = limited.get_json()

@@ -63,6 +63,15 @@ def install(app: Flask, settings: Settings, engine: Engine) -> Limiter | None:
         swallow_errors=True,
         key_prefix="pdm",
     )
+
+    @app.after_request
+    def _retry_after_only_when_refused(response):
+        # Flask-Limiter puts Retry-After on every limited answer; it means something on a
+        # 429 only. (Registered first, so it runs after Flask-Limiter's hook.)
+        if response.status_code != 429:
+            response.headers.pop("Retry-After", None)
+        return response
+
     limiter.init_app(app)
     if isinstance(limiter.storage, DatabaseStorage):
         app.teardown_request(lambda _exc: limiter.storage.forget())
