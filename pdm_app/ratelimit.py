@@ -16,7 +16,7 @@ from collections import OrderedDict
 from typing import Callable
 
 from limits.storage import Storage
-from sqlalchemy import Engine, case, delete, select
+from sqlalchemy import Engine, bindparam, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -32,6 +32,21 @@ REMEMBERED = 8
 _TABLE = RateLimitCounter.__table__
 
 
+def _upsert(dialect):
+    """A hit: a new window on a lapsed row (or none), else one more in the live one; built
+    once (parameters: key, amount, now, end)."""
+    lapsed = _TABLE.c.expires_at <= bindparam("now")
+    return (
+        dialect.insert(_TABLE)
+        .values(key=bindparam("key"), hits=bindparam("amount"), expires_at=bindparam("end"))
+        .on_conflict_do_update(index_elements=[_TABLE.c.key], set_={
+            "hits": case((lapsed, bindparam("amount")), else_=_TABLE.c.hits + bindparam("amount")),
+            "expires_at": case((lapsed, bindparam("end")), else_=_TABLE.c.expires_at),
+        })
+        .returning(_TABLE.c.hits, _TABLE.c.expires_at)
+    )
+
+
 class DatabaseStorage(Storage):
     """``limits`` storage on the rate_limit_counters table (PostgreSQL; SQLite works too).
     Built by Flask-Limiter from ``storage_uri="pdm-database://"`` and
@@ -44,7 +59,7 @@ class DatabaseStorage(Storage):
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
         self.engine = engine
         self.clock = clock
-        self._dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        self._upsert = _upsert(postgresql if engine.dialect.name == "postgresql" else sqlite)
         self._cleaned_at = clock()
         self._cleanup_lock = threading.Lock()
         # The windows this thread's request has counted, as its upserts returned them: the
@@ -82,19 +97,10 @@ class DatabaseStorage(Storage):
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         now = self.clock()
-        lapsed = _TABLE.c.expires_at <= now
-        stmt = (
-            self._dialect.insert(_TABLE)
-            .values(key=key, hits=amount, expires_at=now + expiry)
-            .on_conflict_do_update(index_elements=[_TABLE.c.key], set_={
-                "hits": case((lapsed, amount), else_=_TABLE.c.hits + amount),
-                "expires_at": case((lapsed, now + expiry), else_=_TABLE.c.expires_at),
-            })
-            .returning(_TABLE.c.hits, _TABLE.c.expires_at)
-        )
+        params = {"key": key, "amount": amount, "now": now, "end": now + expiry}
         try:
             with self._connect() as connection:
-                hits, expires_at = connection.execute(stmt).one()
+                hits, expires_at = connection.execute(self._upsert, params).one()
                 if self.engine.dialect.name != "postgresql":
                     connection.commit()
                 self._cleanup(connection, now)
