@@ -976,6 +976,9 @@ def main() -> None:
         # Production's DNS retry interval (conftest's launcher says 1s); the sweeper held
         # off so that only the in-process sweep below removes the lapsed reservations.
         "PDM_DNS_RETRY_INTERVAL": "15s", "PDM_SWEEPER_INTERVAL": "1h",
+        # One client address drives thousands of requests a second: the per-caller safety
+        # nets would measure their own 429s.
+        "PDM_RATE_LIMITS": "off", "PDM_MAX_OPEN_RESERVATIONS": "0",
     }
     service = project.Gunicorn(db_url, fake, log_path=os.path.join(tmp, "service.log"), **service_env)
     bare = BareServer(db_url, project.free_port())
@@ -987,7 +990,8 @@ def main() -> None:
                      "scale_rows": args.scale_rows, "warmup_s": warmup, "database": "owned (pdm_bench)" if owned
                      else "PDM_DATABASE_URL", "service": "gunicorn -c gunicorn.conf.py wsgi:app, 2 x 8, "
                      "PDM_AUTH=operators (callers send no token; an operator token for list only), "
-                     "DYNADOT_MIN_INTERVAL=0s, PDM_DNS_RETRY_INTERVAL=15s, PDM_SWEEPER_INTERVAL=1h",
+                     "DYNADOT_MIN_INTERVAL=0s, PDM_DNS_RETRY_INTERVAL=15s, PDM_SWEEPER_INTERVAL=1h, "
+                     "PDM_RATE_LIMITS=off, PDM_MAX_OPEN_RESERVATIONS=0",
                      "bare": "gunicorn -k gthread -w 2 --threads 8 bench/bare_app.py, pool 8 + 2",
                      "get_driver": "wrk" if wrk else "python", "lifecycle_driver": "processes"},
         "rounds": [],

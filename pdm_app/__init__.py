@@ -115,6 +115,7 @@ def build(settings: Settings, registrar: Registrar | None = None) -> Pdm:
         reservation_max_ttl=settings.reservation_max_ttl,
         history_retention=settings.history_retention,
         lb_ip_allowed_ranges=settings.lb_ip_allowed_ranges,
+        max_open_reservations=settings.max_open_reservations,
         ds_checker=functools.partial(check_ds, nameserver=settings.ds_check_nameserver),
     )
     nameservers = NameserverService(
@@ -138,7 +139,7 @@ def create_app(settings: Settings | None = None, registrar: Registrar | None = N
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["pdm"] = build(settings, registrar)
 
-    from .api import access, errors, health, openapi, pool, registrars
+    from .api import access, errors, health, openapi, pool, ratelimit, registrars
 
     access.install(app, TokenBook(settings.api_tokens), settings.effective_auth_mode)
     app.register_blueprint(health.bp)
@@ -147,6 +148,7 @@ def create_app(settings: Settings | None = None, registrar: Registrar | None = N
     app.register_blueprint(registrars.bp)
     app.register_blueprint(openapi.bp)
     errors.register_error_handlers(app)
+    ratelimit.install(app, settings, app.extensions["pdm"].engine)
     if not settings.auth_enabled:
         logging.getLogger(__name__).warning("PDM_AUTH=disabled: every caller may do everything")
     logging.getLogger(__name__).info(

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 from dataclasses import dataclass, field
 
@@ -167,3 +168,36 @@ class Gate:
                            "in the pod)" if self.operators_closed else "need an operator token")
         return (f"auth mode operators: client routes admit callers without an Authorization header as "
                 f"anonymous (a header sent must be valid); operator routes {operator_routes} ({tokens})")
+
+
+def client_address(remote_addr: str | None, forwarded_for: str | None, trusted_proxies: tuple = ()) -> str:
+    """The client's address: the connection's, unless it comes from a trusted proxy
+    (PDM_TRUSTED_PROXIES); then X-Forwarded-For is read from the right, past every trusted
+    hop, to the first address a trusted proxy vouches for. Anything left of it is the
+    client's to invent, so never believed."""
+    address = (remote_addr or "").strip() or "unknown"
+
+    def trusted(text: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:
+            return False
+        return any(ip in network for network in trusted_proxies)
+
+    if not forwarded_for or not trusted(address):
+        return address
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return address  # a trusted proxy passed on garbage: it is the last address known
+        address = hop
+        if not trusted(hop):
+            return hop
+    return address
+
+
+def caller_key(caller: Caller | None, address: str) -> str:
+    """Who a rate limit and the reservation quota count against: the token's name, else
+    the client's address (prefixed, so a token name never meets an address)."""
+    return f"token:{caller.name}" if caller is not None else f"address:{address}"

@@ -19,6 +19,11 @@ DEFAULT_TENANT_RECORDS = "*,console,gitea,harbor,admin,api"
 DEFAULT_NAMESERVERS = ("ns1.openova.io", "ns2.openova.io", "ns3.openova.io")
 # Where a pool's DNS lives (PDM_POOL_DNS).
 DNS_BACKENDS = ("dynadot", "powerdns")
+# Per-caller rate limits (PDM_RATE_LIMITS), per scope, in Flask-Limiter's notation: a
+# safety net against a runaway loop, far above what the callers need.
+RATE_LIMIT_SCOPES = ("check", "write", "registrar", "operator")
+DEFAULT_RATE_LIMITS = "check=200/second; write=50/second,5000/hour; registrar=30/minute; operator=50/second"
+DEFAULT_MAX_OPEN_RESERVATIONS = 500
 # Local runs without PDM_DATABASE_URL get an embedded SQLite file.
 DEFAULT_LOCAL_DATABASE = "sqlite:///pdm-local.sqlite3"
 
@@ -125,6 +130,55 @@ def parse_ip_ranges(text: str) -> tuple[ipaddress.IPv4Network, ...]:
     return tuple(ranges)
 
 
+def _rate_limit_items(text: str) -> list[tuple[str, str]]:
+    """``scope=limits`` items separated by ``;``, each checked; ``limits`` may be ``off``."""
+    from limits import parse_many
+
+    items = []
+    for item in (i.strip() for i in text.split(";")):
+        if not item:
+            continue
+        scope, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or scope not in RATE_LIMIT_SCOPES:
+            raise ValueError(f"{item!r} is not SCOPE=LIMITS with SCOPE one of {', '.join(RATE_LIMIT_SCOPES)}")
+        if value.lower() != "off":
+            try:
+                parsed = parse_many(value)
+            except ValueError:
+                parsed = []
+            if not parsed or any(p.amount < 1 for p in parsed):
+                raise ValueError(f"{scope}={value!r} is not a limit like 50/second or 50/second,5000/hour")
+        items.append((scope, value))
+    return items
+
+
+def parse_rate_limits(text: str) -> dict[str, str]:
+    """PDM_RATE_LIMITS -> scope -> limit string (Flask-Limiter's notation, e.g.
+    "50/second,5000/hour"). A scope not named keeps its default; ``scope=off`` lifts its
+    limits; ``off`` lifts them all (an empty mapping)."""
+    if text.strip().lower() == "off":
+        return {}
+    limits = dict(_rate_limit_items(DEFAULT_RATE_LIMITS))
+    for scope, value in _rate_limit_items(text):
+        if value.lower() == "off":
+            limits.pop(scope, None)
+        else:
+            limits[scope] = value
+    return limits
+
+
+def parse_proxies(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """IP addresses and CIDR ranges, IPv4 or IPv6, comma- and/or whitespace-separated."""
+    proxies = []
+    for item in re.split(r"[,\s]+", text.strip()):
+        if item:
+            try:
+                proxies.append(ipaddress.ip_network(item))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or a CIDR range like 10.0.0.0/8") from None
+    return tuple(proxies)
+
+
 def _ip_ranges(env: Mapping[str, str], name: str) -> tuple[ipaddress.IPv4Network, ...]:
     try:
         return parse_ip_ranges(env.get(name, ""))
@@ -193,6 +247,14 @@ class Settings:
     # A resolver (an IP address, or IPv4:port) asked whether a pool's DS is published by
     # its registrar; None: the system's resolver.
     ds_check_nameserver: str | None = None
+    # Per-caller rate limits: scope (RATE_LIMIT_SCOPES) -> Flask-Limiter limit string;
+    # empty: none. Off here (tests, tools); load_settings' default is DEFAULT_RATE_LIMITS.
+    rate_limits: Mapping[str, str] = field(default_factory=dict)
+    # Proxies whose X-Forwarded-For names the client (PDM_TRUSTED_PROXIES); empty: the
+    # connection's address is the client's.
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Reservations not yet committed one caller may hold in one pool; 0: no limit.
+    max_open_reservations: int = DEFAULT_MAX_OPEN_RESERVATIONS
     # Whether this process runs the background jobs (they elect one leader anyway).
     run_jobs: bool = True
     api_tokens: tuple[ApiToken, ...] = field(default=(), repr=False)
@@ -360,11 +422,30 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             if env.get(variable, "").strip()
         },
         **pdns,
+        rate_limits=_rate_limits(env),
+        trusted_proxies=_proxies(env),
+        max_open_reservations=_int(env, "PDM_MAX_OPEN_RESERVATIONS", DEFAULT_MAX_OPEN_RESERVATIONS, low=0,
+                                   high=10_000_000),
         run_jobs=run_jobs in ("true", "1", "yes"),
         api_tokens=tokens,
         auth_mode=auth_mode,
         auth_enabled=auth_mode != AUTH_DISABLED,
     )
+
+
+def _rate_limits(env: Mapping[str, str]) -> dict[str, str]:
+    raw = env.get("PDM_RATE_LIMITS", "").strip() or DEFAULT_RATE_LIMITS
+    try:
+        return parse_rate_limits(raw)
+    except ValueError as err:
+        raise ConfigError(f"PDM_RATE_LIMITS: {err} (e.g. {DEFAULT_RATE_LIMITS!r}, or off)") from None
+
+
+def _proxies(env: Mapping[str, str]) -> tuple:
+    try:
+        return parse_proxies(env.get("PDM_TRUSTED_PROXIES", ""))
+    except ValueError as err:
+        raise ConfigError(f"PDM_TRUSTED_PROXIES: {err}") from None
 
 
 def _powerdns(env: Mapping[str, str], pools: list[str]) -> dict:

@@ -30,6 +30,11 @@ LOCK_LOST = Counter("pdm_dns_lock_lost_total", "DNS passes that found their regi
                     "more (or left their work pending)")
 HISTORY_PRUNED = Counter("pdm_history_pruned_total", "History events deleted past PDM_HISTORY_RETENTION")
 SWEPT = Counter("pdm_sweeper_deleted_total", "Lapsed reservations deleted by the sweeper")
+# Scopes: check, write, registrar, operator (PDM_RATE_LIMITS) and open-reservations (the
+# quota, PDM_MAX_OPEN_RESERVATIONS).
+RATE_LIMITED = Counter("pdm_rate_limited_total", "Requests refused (429) by a per-caller limit, by scope", ["scope"])
+RATE_LIMIT_STORAGE_ERRORS = Counter("pdm_rate_limit_storage_errors_total", "Requests let through unlimited because "
+                                    "their rate-limit counter could not be updated (the database failed)")
 JOB_LEADER = Gauge("pdm_job_leader", "1 when this process holds the background-jobs lock",
                    multiprocess_mode="liveall")
 

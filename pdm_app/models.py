@@ -222,7 +222,8 @@ class DnsConflict(Base):
 
 class RateLimitCounter(Base):
     """A rate-limit window's hits, shared by every worker and replica (the limits
-    library's storage on the service's own database)."""
+    library's storage on the service's own database). UNLOGGED on PostgreSQL (migration
+    0006): a crash or failover empties it."""
 
     __tablename__ = "rate_limit_counters"
 

@@ -18,7 +18,7 @@ from typing import Callable, TypeVar
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
-from . import domain, ownership
+from . import domain, metrics, ownership
 from .dns_plan import NameDrift, unsafe_plan
 from .dns_sync import DnsPublisher
 from .domain import ACTIVE, RESERVED, Allocation, DomainError, Transition
@@ -197,6 +197,7 @@ class PoolService:
         reservation_max_ttl: float | None = None,
         history_retention: float = 400 * 86400.0,
         lb_ip_allowed_ranges: tuple = (),
+        max_open_reservations: int = 0,
         ds_checker: Callable[[str, tuple[str, ...]], DsCheck] | None = None,
         clock: Callable[[], datetime] = domain.utcnow,
     ):
@@ -210,6 +211,8 @@ class PoolService:
         self.dns_request_budget = dns_request_budget
         self.history_retention = history_retention
         self.lb_ip_allowed_ranges = lb_ip_allowed_ranges
+        # Reservations not yet committed one holder may have in one pool; 0: no limit.
+        self.max_open_reservations = max_open_reservations
         self.ds_checker = ds_checker
         self.clock = clock
 
@@ -414,7 +417,10 @@ class PoolService:
 
     # -- state changes ----------------------------------------------------------------
 
-    def reserve(self, pool: str, sub: str, created_by: str | None, caller: str) -> Reservation:
+    def reserve(self, pool: str, sub: str, created_by: str | None, caller: str,
+                holder: str | None = None) -> Reservation:
+        """``holder``: who the reservation counts against under the quota of open
+        reservations (the API's caller); None (operators' tools) is not limited."""
         pool, sub = self._validate(pool, sub)
         other_pool = domain.managed_pool_at(sub, pool, self.managed_domains)
         if other_pool:
@@ -427,9 +433,13 @@ class PoolService:
         values = dict(
             pool_domain=pool, subdomain=sub, state=allocation.state, reserved_at=now,
             expires_at=allocation.expires_at, reservation_token=allocation.token_digest, sovereign_fqdn=None,
-            load_balancer_ip=None, created_by=allocation.created_by, updated_at=now,
+            load_balancer_ip=None, created_by=allocation.created_by, updated_at=now, reserved_by=holder,
         )
         with self._refusals_recorded(pool, sub, "reserve-refused", caller), self.uow() as tx:
+            if holder is not None and self.max_open_reservations:
+                # Held to the COMMIT: a second reserve of this holder counts this one.
+                tx.lock_holder(pool, holder)
+                self._check_quota(tx, pool, holder, now)
             if sub.startswith("xn--"):
                 # Two A-labels that look alike are not both handed out: reserves of
                 # A-labels in a pool take its lock, so two of them cannot race past this.
@@ -449,11 +459,23 @@ class PoolService:
                     raise DomainError("conflict", f"{sub}.{pool} is already taken", 409)
                 # A lapsed reservation the sweeper has not reached yet: take it over.
                 tx.record_event(pool, sub, _to_domain(row).expire().action, caller, now)
-                tx.save_allocation(row, allocation, now)
+                tx.save_allocation(row, allocation, now, reserved_by=holder)
             self._refuse_conflict(tx, pool, sub)
             tx.record_event(pool, sub, "reserve", caller, now)
         log.info("reserved %s.%s for %s until %s", sub, pool, allocation.created_by, allocation.expires_at)
         return Reservation(allocation, token)
+
+    def _check_quota(self, tx: UnitOfWork, pool: str, holder: str, now: datetime) -> None:
+        held = tx.count_open_reservations(pool, holder, now)
+        if held >= self.max_open_reservations:
+            metrics.RATE_LIMITED.labels("open-reservations").inc()
+            raise DomainError(
+                "too-many-reservations",
+                f"this caller holds {held} reservation(s) in {pool} not yet committed, the most one caller may "
+                f"hold (PDM_MAX_OPEN_RESERVATIONS={self.max_open_reservations}); committing or releasing one "
+                "frees room, and a reservation stops counting when it lapses",
+                429,
+            )
 
     def commit(self, pool: str, sub: str, token: str, sovereign_fqdn: str | None, lb_ip: str, caller: str) -> Outcome:
         pool, sub = domain.normalise(pool), domain.normalise(sub)

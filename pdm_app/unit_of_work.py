@@ -114,12 +114,32 @@ class UnitOfWork:
         stmt = select(PoolAllocation.subdomain, PoolAllocation.state).where(PoolAllocation.pool_domain == pool)
         return {sub: state for sub, state in self.session.execute(stmt)}
 
-    def save_allocation(self, row: PoolAllocation, allocation: domain.Allocation, now: datetime) -> None:
-        """Write a transition's allocation onto its row."""
+    def save_allocation(self, row: PoolAllocation, allocation: domain.Allocation, now: datetime,
+                        **columns) -> None:
+        """Write a transition's allocation onto its row; ``columns``: other columns of the
+        row the transition sets (a reserve's ``reserved_by``)."""
         for name in ("state", "reserved_at", "created_by", "expires_at", "sovereign_fqdn", "load_balancer_ip"):
             setattr(row, name, getattr(allocation, name))
+        for name, value in columns.items():
+            setattr(row, name, value)
         row.reservation_token = allocation.token_digest
         row.updated_at = now
+
+    def lock_holder(self, pool: str, holder: str) -> None:
+        """Serialise one holder's reserves in one pool, so two of them cannot both take the
+        last room under its quota. PostgreSQL: an advisory lock held to the end of the
+        transaction; SQLite's BEGIN IMMEDIATE already serialises every writer."""
+        if self.dialect == "postgresql":
+            self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                                 {"k": advisory_key(f"pool-reserves:{pool}:{holder}")})
+
+    def count_open_reservations(self, pool: str, holder: str, now: datetime) -> int:
+        """The holder's reservations in the pool not yet committed and not lapsed."""
+        stmt = select(func.count()).where(
+            PoolAllocation.pool_domain == pool, PoolAllocation.state == domain.RESERVED,
+            PoolAllocation.reserved_by == holder, PoolAllocation.expires_at > now,
+        )
+        return self.session.execute(stmt).scalar_one()
 
     def active_tenants(self, pool: str) -> tuple[dict[str, str], frozenset[str]]:
         """Every active tenant of the pool and the address its records point at, and those

@@ -27,7 +27,7 @@ import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from pdm_app.config import load_settings
+from pdm_app.config import DEFAULT_RATE_LIMITS, load_settings, parse_rate_limits
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "pool-domain-manager"
@@ -46,7 +46,7 @@ SERVICE_VARIABLES = {
     "PDM_MAX_SUBHOST_RECORDS", "PDM_MAX_APEX_RECORDS", "PDM_DNS_REQUEST_BUDGET",
     "PDM_DNS_RETRY_INTERVAL", "PDM_RUN_JOBS", "GUNICORN_WORKERS", "GUNICORN_THREADS",
     "PROMETHEUS_MULTIPROC_DIR", "PDM_DNS_RESYNC_INTERVAL", "PDM_DNS_LATE_WRITE_WINDOW",
-    "PDM_RESERVATION_MAX_TTL", "PDM_HISTORY_RETENTION",
+    "PDM_RESERVATION_MAX_TTL", "PDM_HISTORY_RETENTION", "PDM_RATE_LIMITS", "PDM_MAX_OPEN_RESERVATIONS",
 }
 PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
 
@@ -321,6 +321,13 @@ def test_every_setting_is_rendered(default):
     assert "PDM_LB_IP_ALLOWED_RANGES" not in env
     lab = Rendered({"config": {"lbIpAllowedRanges": "10.0.0.0/8,192.168.0.0/16"}})
     assert lab.one("ConfigMap")["data"]["PDM_LB_IP_ALLOWED_RANGES"] == "10.0.0.0/8,192.168.0.0/16"
+    # Per-caller limits and the reservation quota: the documented defaults; proxies once named.
+    assert env["PDM_RATE_LIMITS"]["value"] == DEFAULT_RATE_LIMITS
+    assert env["PDM_MAX_OPEN_RESERVATIONS"]["value"] == "500" and "PDM_TRUSTED_PROXIES" not in env
+    tuned = Rendered({"config": {"rateLimits": "off", "maxOpenReservations": 0, "trustedProxies": "10.0.0.0/8"}})
+    assert {k: tuned.one("ConfigMap")["data"][k] for k in (
+        "PDM_RATE_LIMITS", "PDM_MAX_OPEN_RESERVATIONS", "PDM_TRUSTED_PROXIES")} == {
+        "PDM_RATE_LIMITS": "off", "PDM_MAX_OPEN_RESERVATIONS": "0", "PDM_TRUSTED_PROXIES": "10.0.0.0/8"}
     # The legacy single pool: from the secret's `domain` key (optional) by default ...
     assert secret_ref(env["DYNADOT_DOMAIN"]) == ("dynadot-api-credentials", "domain")
     # ... or from values, which then win.
@@ -342,6 +349,8 @@ def test_rendered_settings_load(which, default, prod):
     assert settings.effective_auth_mode == "operators"
     assert settings.history_retention == 400 * 86400
     assert settings.reservation_max_ttl >= settings.reservation_ttl
+    assert settings.rate_limits == parse_rate_limits(DEFAULT_RATE_LIMITS)
+    assert settings.max_open_reservations == 500
 
 
 def test_secrets_come_from_existing_secrets(default):

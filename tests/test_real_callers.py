@@ -287,3 +287,20 @@ def test_check_in_an_unmanaged_pool_says_pick_another_pool_or_bring_your_own(dep
     assert response.status_code == 200
     assert (answer["available"], answer["reason"]) == (False, "unsupported-pool")
     assert "another pool" in answer["detail"] and "own domain" in answer["detail"]
+
+
+def test_a_rate_limited_check_reads_as_unavailable_with_the_reason(rendered, db_url, fake):
+    """catalyst-api decodes any check answer below 500 as a check result: past the limit
+    the wizard shows "not available: rate-limited" and why, never a silent refusal."""
+    env = pod_env(rendered, db_url, fake)
+    assert env["PDM_RATE_LIMITS"]  # the chart's default limits are on
+    app = create_app(load_settings({**env, "PDM_RATE_LIMITS": "check=2/hour"}))
+    try:
+        go = GoClient(app)
+        assert [go.check("acme").body["available"] for _ in range(2)] == [True, True]
+        limited = go.check("acme")
+        assert limited.status == 429
+        assert limited.body["available"] is False and limited.body["reason"] == "rate-limited"
+        assert "try again in" in limited.body["detail"]
+    finally:
+        app.extensions["pdm"].engine.dispose()

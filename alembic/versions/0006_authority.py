@@ -55,6 +55,10 @@ def upgrade() -> None:
         # Seconds since the epoch (the limits library's clock).
         sa.Column("expires_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_rate_limit_counters")),
+        # Every limited request writes a counter: on PostgreSQL without WAL (no flush to
+        # disk per request). A crash or a failover empties the table: the windows start
+        # over, which a safety net can afford.
+        prefixes=["UNLOGGED"] if op.get_context().dialect.name == "postgresql" else [],
     )
     op.create_index("ix_rate_limit_counters_expires_at", "rate_limit_counters", ["expires_at"])
 

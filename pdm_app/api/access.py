@@ -11,7 +11,7 @@ from functools import wraps
 from flask import Flask, current_app, g, request
 
 from .. import logs, metrics
-from ..auth import Gate, TokenBook
+from ..auth import Gate, TokenBook, caller_key, client_address
 from .errors import ApiError
 
 log = logging.getLogger("pdm_app.access")
@@ -40,6 +40,13 @@ def requires(role: str):
 def caller_name() -> str:
     caller = g.get("caller")
     return caller.name if caller else ANONYMOUS
+
+
+def caller_identity() -> str:
+    """The key rate limits and the reservation quota count against (auth.caller_key)."""
+    proxies = current_app.extensions["pdm"].settings.trusted_proxies
+    address = client_address(request.remote_addr, request.headers.get("X-Forwarded-For"), proxies)
+    return caller_key(g.get("caller"), address)
 
 
 def install(app: Flask, book: TokenBook, auth_mode: str) -> None:

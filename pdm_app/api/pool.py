@@ -8,8 +8,9 @@ from flask import Blueprint, current_app, jsonify
 from ..auth import CLIENT, OPERATOR
 from ..services import PoolService
 from . import schemas
-from .access import caller_name, requires
+from .access import caller_identity, caller_name, requires
 from .body import NAME_FIELDS, NotJson, json_object, load, query_args, query_name
+from .ratelimit import limited
 
 bp = Blueprint("pool", __name__, url_prefix="/api/v1/pool/<domain>")
 
@@ -24,6 +25,7 @@ def service() -> PoolService:
 
 @bp.get("/check")
 @requires(CLIENT)
+@limited("check")
 def check(domain: str):
     # The contract: check always answers 200. A name holding a NUL or a lone surrogate is
     # no DNS label: invalid-format, before anything of it reaches the database.
@@ -33,15 +35,18 @@ def check(domain: str):
 
 @bp.post("/reserve")
 @requires(CLIENT)
+@limited("write")
 def reserve(domain: str):
     body = load(schemas.ReserveRequest(), json_object(NAME_FIELDS))
-    reservation = service().reserve(domain, body["subdomain"], body["createdBy"], caller_name())
+    reservation = service().reserve(domain, body["subdomain"], body["createdBy"], caller_name(),
+                                    holder=caller_identity())
     answer = schemas.ReserveResponseSchema().dump({**asdict(reservation.allocation), "token": reservation.token})
     return jsonify(answer), 201
 
 
 @bp.post("/commit")
 @requires(CLIENT)
+@limited("write")
 def commit(domain: str):
     body = load(schemas.CommitRequest(), json_object(NAME_FIELDS))
     outcome = service().commit(
@@ -61,6 +66,7 @@ def commit(domain: str):
 
 @bp.delete("/release")
 @requires(CLIENT)
+@limited("write")
 def release(domain: str):
     # Operators call `curl -X DELETE '.../release?sub=x'`: the query serves when the
     # body is empty or not JSON (a body that is JSON is checked like any other).
@@ -84,6 +90,7 @@ def release(domain: str):
 
 @bp.post("/renew")
 @requires(CLIENT)
+@limited("write")
 def renew(domain: str):
     body = load(schemas.RenewRequest(), json_object(NAME_FIELDS))
     allocation = service().renew(domain, body["subdomain"], body["reservationToken"] or "", body["ttl"],
@@ -93,6 +100,7 @@ def renew(domain: str):
 
 @bp.get("/list")
 @requires(OPERATOR)
+@limited("operator")
 def list_pool(domain: str):
     args = load(schemas.ListQuery(), query_args("limit", "after"))
     return jsonify(schemas.dump_pool_list(service().list_pool(domain, limit=args["limit"], after=args["after"])))
@@ -100,6 +108,7 @@ def list_pool(domain: str):
 
 @bp.get("/history")
 @requires(OPERATOR)
+@limited("operator")
 def history(domain: str):
     args = load(schemas.HistoryQuery(), query_args("sub", "limit", "before"))
     history = service().history(domain, args["sub"], args["limit"], args["before"])
@@ -108,6 +117,7 @@ def history(domain: str):
 
 @bp.get("/drift")
 @requires(OPERATOR)
+@limited("operator")
 def drift(domain: str):
     return jsonify(schemas.DriftSchema().dump(service().drift(domain)))
 
@@ -118,5 +128,6 @@ pools_bp = Blueprint("pools", __name__, url_prefix="/api/v1")
 
 @pools_bp.get("/pools")
 @requires(OPERATOR)
+@limited("operator")
 def pools():
     return jsonify(schemas.PoolsSchema().dump({"pools": service().pools()}))

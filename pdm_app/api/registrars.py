@@ -10,6 +10,7 @@ from ..nameserver_flips import NameserverService
 from . import body, schemas
 from .access import caller_name, requires
 from .errors import ApiError
+from .ratelimit import limited
 
 bp = Blueprint("registrars", __name__, url_prefix="/api/v1/registrar/<registrar>")
 
@@ -31,6 +32,7 @@ def _request(registrar: str, schema) -> dict:
 
 @bp.post("/validate")
 @requires(CLIENT)
+@limited("registrar")
 def validate(registrar: str):
     data = _request(registrar, schemas.ValidateRequest())
     result = service().validate(registrar, data["domain"], data["token"], caller_name())
@@ -39,6 +41,7 @@ def validate(registrar: str):
 
 @bp.post("/set-ns")
 @requires(CLIENT)
+@limited("registrar")
 def set_ns(registrar: str):
     data = _request(registrar, schemas.SetNsRequest())
     flipped = service().set_nameservers(registrar, data["domain"], data["token"], data["nameservers"],
@@ -48,6 +51,7 @@ def set_ns(registrar: str):
 
 @bp.get("/history")
 @requires(OPERATOR)
+@limited("operator")
 def history(registrar: str):
     query = body.load(schemas.RegistrarHistoryQuery(), body.query_args("domain", "limit", "before"))
     events = service().history(registrar, query["domain"], query["limit"], query["before"])

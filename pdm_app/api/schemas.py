@@ -223,6 +223,14 @@ class ErrorSchema(Schema):
     detail = fields.String(required=True)
 
 
+class CheckRateLimitedSchema(ErrorSchema):
+    """check's 429: an error, and a check result for clients that read any answer below
+    500 as one (available false, reason rate-limited)."""
+
+    available = fields.Boolean(required=True)
+    reason = fields.String(required=True)
+
+
 class EventSchema(Answer):
     id = fields.Integer()
     subdomain = fields.String()
