@@ -304,6 +304,25 @@ def _ready_pool(app, powerdns_proxy):
     powerdns_proxy.reset_calls()
 
 
+def test_an_html_page_answered_200_fails_the_pass_not_the_commit(app, powerdns, powerdns_proxy, api):
+    _ready_pool(app, powerdns_proxy)
+    client = app.test_client()
+    # a proxy in front of PowerDNS answers its own error page, with 200
+    powerdns_proxy.fail("GET", PARENT, status=200, body="<html><body><h1>Bad Gateway</h1></body></html>")
+    answer = reserve_commit(client, "acme", status=202)
+    assert answer.get_json()["state"] == "active"
+    listed = client.get(f"/api/v1/pool/{POOL}/list").get_json()
+    assert listed["dnsFailing"]["error"] and listed["dnsFailing"]["since"]
+    assert [(w["subdomain"], w["attempts"]) for w in listed["pendingDns"]] == [("acme", 1)]
+    health = client.get("/healthz").get_json()["dns"][POOL]
+    assert health["lastError"] == listed["dnsFailing"]["error"] and health["pendingChanges"] == 1
+    assert "dns-failed" in [e["action"] for e in client.get(f"/api/v1/pool/{POOL}/history").get_json()["events"]]
+    # PowerDNS answers properly again: the next pass publishes and the failure is gone
+    assert pass_now(app)
+    assert_tenant_right(powerdns, api, "acme")
+    assert client.get(f"/api/v1/pool/{POOL}/list").get_json()["dnsFailing"] is None
+
+
 @pytest.mark.parametrize("method,path", COMMIT_STEPS, ids=[f"{m} {p}" for m, p in COMMIT_STEPS])
 def test_a_5xx_at_each_commit_step_converges(app, powerdns, powerdns_proxy, api, method, path):
     _ready_pool(app, powerdns_proxy)
