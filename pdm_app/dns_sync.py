@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from . import domain, metrics
-from .dns_plan import NameDrift, ZoneBlocked, retry_delay
+from .dns_plan import NameDrift, ZoneBlocked, late_write_reads, next_late_write_read, retry_delay
 from .locks import DatabaseLock
 from .redaction import redact
 from .registrar import Record, RegistrarError, UnreadableZone
@@ -154,7 +154,7 @@ class PassIO:
         """A call that changes the DNS: paced, then made only while the lock is still this
         pass's (checked on the lock's own connection, after any wait). A write that fails,
         times out or gets an answer that cannot be read may still be applied later: the DNS
-        is read again once it could have been."""
+        is read again while it could be (``DnsPublisher._late_write_possible``)."""
         p = self._publisher
         p._pace(self._backend)
         try:
@@ -163,9 +163,7 @@ class PassIO:
             try:
                 return p._call(command, fn, *args, timeout=p._remaining(*self._deadline), **kwargs)
             except Exception:  # whatever went wrong after the write was sent, it may land: re-raised
-                with p.uow() as tx:
-                    now = p.clock()
-                    tx.schedule_recheck(self.pool, now + timedelta(seconds=p.late_write_window), now)
+                p._late_write_possible(self.pool)
                 raise
         finally:
             p._mark_called(self._backend)
@@ -367,6 +365,15 @@ class DnsPublisher:
         return Snapshot(active, work, owned, foreign_records(zone.foreign_records if zone else None), allocated,
                         token, paused_until)
 
+    def _late_write_possible(self, pool: str) -> None:
+        """A write of ``pool`` failed or timed out: the registrar may still apply it until
+        the late-write window ends. The zone is read again soon, about a minute later and
+        at the window's end (``late_write_reads``; ``_finish`` schedules each next one)."""
+        now = self.clock()
+        with self.uow() as tx:
+            tx.update_pool_zone(pool, late_write_until=now + timedelta(seconds=self.late_write_window))
+            tx.schedule_recheck(pool, now + timedelta(seconds=late_write_reads(self.late_write_window)[0]), now)
+
     def _paused(self, snap: Snapshot) -> datetime | None:
         """Until when registrar calls are paused (the registrar throttled the key), or None."""
         paused = snap.paused_until
@@ -430,8 +437,10 @@ class DnsPublisher:
             zone = tx.pool_zone(pool)
             was_blocked = zone.blocked_reason if zone is not None else None
             was_failing = zone.last_error if zone is not None else None
-            recheck = zone.recheck_at if zone is not None else None
-            late_write_possible = recheck is not None and recheck > began
+            # A write that failed or timed out may still land until ``late_write_until``,
+            # perhaps after this pass read the zone.
+            until = zone.late_write_until if zone is not None else None
+            late_write_possible = until is not None and until > began
             if not late_write_possible:
                 # Forget hosts only once a read shows them gone and no abandoned write
                 # can bring them back.
@@ -444,8 +453,11 @@ class DnsPublisher:
                 record_names=",".join(backend.record_names),
                 blocked_reason=None, blocked_detail=None, blocked_since=None,
                 last_error=None, failing_since=None,
-                # A read owed later (a write that may still land) stays owed.
-                recheck_at=recheck if late_write_possible else None,
+                # While a write may still land, the zone is read again on its schedule (a
+                # pass that began before the window's end and ended after it: read now).
+                recheck_at=(next_late_write_read(until, self.late_write_window, now) or now)
+                if late_write_possible else None,
+                late_write_until=until if late_write_possible else None,
                 **done.state,
             )
             self._record_events(tx, pool, snap, done, now, accepted)

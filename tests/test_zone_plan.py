@@ -2,9 +2,12 @@
 refused, reported as drift."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
-from pdm_app.dns_plan import LOST_FOREIGN, TOO_LARGE, ZoneBlocked, diff_zone, find_orphans, plan_zone, retry_delay
+from pdm_app.dns_plan import (LOST_FOREIGN, TOO_LARGE, ZoneBlocked, diff_zone, find_orphans, late_write_reads,
+                              next_late_write_read, plan_zone, retry_delay)
 from pdm_app.registrar import Record, Zone
 
 NAMES = ("*", "console", "gitea", "harbor", "admin", "api")
@@ -131,3 +134,14 @@ def test_drift_reports_missing_wrong_and_orphans_per_name():
 def test_retry_delay_backs_off_and_honours_the_throttle():
     assert retry_delay(0) == 5 and retry_delay(3) == 40 and retry_delay(20) == 300
     assert retry_delay(0, 60) == 60
+
+
+def test_a_write_that_may_land_late_is_read_again_soon_after_a_minute_and_at_the_windows_end():
+    assert late_write_reads(180) == (5, 60, 180)
+    assert late_write_reads(90) == (5, 60, 90)
+    assert late_write_reads(30) == (5, 30)  # a window shorter than a minute ends the reads
+    failed = datetime(2026, 12, 1, 12, 0, 0, tzinfo=timezone.utc)
+    until = failed + timedelta(seconds=180)
+    at = [next_late_write_read(until, 180, failed + timedelta(seconds=s)) for s in (0, 5, 30, 60, 179, 180)]
+    assert at == [failed + timedelta(seconds=5), failed + timedelta(seconds=60), failed + timedelta(seconds=60),
+                  until, until, None]
