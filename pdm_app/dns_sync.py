@@ -160,8 +160,9 @@ class PassIO:
         try:
             if not self._backend.lock.still_held():
                 raise LockLost("the registrar lock was lost (its database connection is gone)")
+            timeout = p._remaining(*self._deadline)  # a write never sent cannot land late
             try:
-                return p._call(command, fn, *args, timeout=p._remaining(*self._deadline), **kwargs)
+                return p._call(command, fn, *args, timeout=timeout, **kwargs)
             except Exception:  # whatever went wrong after the write was sent, it may land: re-raised
                 p._late_write_possible(self.pool)
                 raise
