@@ -90,7 +90,8 @@ class ZoneBackend(Protocol):
     ``converge`` reads what the DNS holds, plans and applies what the table wants, making
     every external call through ``io`` (timed, counted; writes fenced); it raises
     ``RegistrarError`` (a failed call), ``UnreadableZone``/``ZoneBlocked`` (the pool is
-    blocked) or ``LockLost``. ``drift`` reads and compares without writing."""
+    blocked) or ``LockLost``; any other exception fails that pool's pass alone, like a
+    registrar error. ``drift`` reads and compares without writing."""
 
     kind: str
     lock: DatabaseLock

@@ -314,7 +314,7 @@ class PoolService:
                 pending.get(pool, (0, None))[0], _blocked(zone),
                 zone.synced_at if zone else None,
                 zone.foreign_subhost_records if zone and zone.synced_at and backend == "dynadot" else None,
-                backend, ds, checked, _failing(zone),
+                backend, ds, checked, failing=_failing(zone),
             ))
         return result
 
@@ -560,7 +560,7 @@ class PoolService:
         with self.uow() as tx:
             state = tx.pool_zone(pool)
         return DriftReport(pool, self.clock(), names, [_pending(w) for w in snap.work], _blocked(state), lost,
-                           _failing(state))
+                           failing=_failing(state))
 
     def reconcile(self, pool: str, *, apply: bool, force: bool, caller: str) -> ReconcileResult:
         """The drift report, and with ``apply`` a pass that repairs it: orphans of names
