@@ -142,3 +142,26 @@ def test_a_drift_read_that_raises_is_a_502_naming_the_pool(make_app, fake):
     assert body["error"] == "dns-read-failed"
     assert body["detail"] == f"the DNS of {POOL} could not be read: KeyError: 'MainDomains'"
     assert "Traceback" not in answer.get_data(as_text=True)
+
+
+def test_a_bug_in_the_bookkeeping_after_the_write_fails_the_pool_not_the_request(make_app, fake, monkeypatch):
+    app = make_app()
+    client = app.test_client()
+    pdm = app.extensions["pdm"]
+    assert pdm.jobs.retry_dns() == 3
+
+    def broken(*args, **kwargs):
+        raise ValueError("bookkeeping bug")
+
+    monkeypatch.setattr(pdm.publisher, "_record_events", broken)
+    answer = commit(client, POOL, "acme")
+    assert answer.status_code == 202, answer.get_json()
+    pool = listed(client, POOL)
+    assert pool["dnsFailing"]["error"] == "ValueError: bookkeeping bug"
+    assert [(w["subdomain"], w["attempts"]) for w in pool["pendingDns"]] == [("acme", 1)]
+    monkeypatch.undo()
+    later(app, 10)
+    assert pdm.jobs.retry_dns() == 1
+    pool = listed(client, POOL)
+    assert pool["dnsFailing"] is None and pool["pendingDns"] == []
+    assert "dns-published" in [e["action"] for e in events(client, POOL)]
