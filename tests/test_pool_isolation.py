@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from conftest import POOL, break_pool, mend, tenant_records
+from conftest import API_KEY, POOL, break_pool, mend, tenant_records
 from pdm_app import metrics
 from pdm_app.domain import utcnow
 
@@ -165,3 +165,26 @@ def test_a_bug_in_the_bookkeeping_after_the_write_fails_the_pool_not_the_request
     pool = listed(client, POOL)
     assert pool["dnsFailing"] is None and pool["pendingDns"] == []
     assert "dns-published" in [e["action"] for e in events(client, POOL)]
+
+
+def test_the_reason_a_pool_fails_is_redacted_everywhere_it_shows(make_app, fake, caplog, capsys):
+    app = make_app()
+    client = app.test_client()
+    assert app.extensions["pdm"].jobs.retry_dns() == 3
+    break_pool(app, POOL, ValueError(f"no JSON in the answer of https://api.dynadot.com/api3.json?key={API_KEY}"))
+    with caplog.at_level(logging.INFO):
+        assert commit(client, POOL, "acme").status_code == 202
+    shown = [
+        listed(client, POOL)["dnsFailing"]["error"],
+        client.get("/healthz").get_json()["dns"][POOL]["lastError"],
+        next(e["detail"] for e in events(client, POOL) if e["action"] == "dns-failed"),
+        client.get(f"/api/v1/pool/{POOL}/drift").get_json()["detail"],
+    ]
+    for text in shown:
+        assert "key=***" in text and API_KEY not in text, text
+    assert API_KEY not in client.get("/metrics").get_data(as_text=True)
+    # the log lines as the service writes them (JSON, traceback included) and their messages
+    printed = capsys.readouterr()
+    assert "no JSON in the answer" in printed.out and "Traceback" in printed.out
+    assert API_KEY not in printed.out + printed.err
+    assert all(API_KEY not in record.getMessage() for record in caplog.records)
