@@ -32,7 +32,9 @@ from .dns_plan import describe
 from .domain import ACTIVE, RESERVED, DomainError
 from .logs import CurrentStreamHandler, StdoutHandler
 from .redaction import redact
-from .services import Blocked, DriftReport, ReconcileResult, UnsafePlan
+from .services import Blocked, DriftReport, Failing, ReconcileResult, UnsafePlan
+
+log = logging.getLogger(__name__)
 
 PROG = "pool-domain-manager"
 VERBOSE = "pool_domain_manager.verbose"  # click's ctx.meta key of the -v flag
@@ -63,6 +65,21 @@ def _verbose() -> bool:
     return bool(ctx and ctx.meta.get(VERBOSE))
 
 
+class _WithoutTraceback(logging.Formatter):
+    """Without -v a log line on the CLI's stderr keeps its message (which names the error's
+    type and its redacted text) but not the traceback: a failure reads as lines, not a
+    stack."""
+
+    def __init__(self, inner: logging.Formatter | None):
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text:
+            record = logging.makeLogRecord({**vars(record), "exc_info": None, "exc_text": None})
+        return self.inner.format(record)
+
+
 @contextlib.contextmanager
 def _logs_on_stderr():
     """While a command runs, the service's JSON log lines go to stderr: stdout carries
@@ -73,7 +90,7 @@ def _logs_on_stderr():
     for i, handler in enumerate(root.handlers):
         if isinstance(handler, StdoutHandler):
             replacement = CurrentStreamHandler("stderr")
-            replacement.setFormatter(handler.formatter)
+            replacement.setFormatter(handler.formatter if _verbose() else _WithoutTraceback(handler.formatter))
             replacement.setLevel(handler.level if _verbose() else max(handler.level, logging.WARNING))
             for f in handler.filters:
                 replacement.addFilter(f)
@@ -111,6 +128,11 @@ def service_command(f):
                 fail(f"error: {err.code}: {err.detail}")
             except OperationalError as err:
                 fail(f"error: database-unavailable: the database cannot be reached ({_first_line(err)})")
+            except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+                raise  # the command's own exit and usage errors
+            except Exception as err:  # any other failure is one line too, never a traceback (-v logs it)
+                log.error("%s failed on an unexpected %s", f.__name__, type(err).__name__, exc_info=err)
+                fail(f"error: internal-error: {type(err).__name__}: {_first_line(err)}")
 
     return with_appcontext(run)
 
@@ -212,6 +234,8 @@ def pools(as_json: bool) -> None:
     for p in result:
         if p.blocked:
             click.echo(f"\n{p.pool_domain}: {_blocked_line(p.blocked)}")
+        if p.failing:
+            click.echo(f"\n{p.pool_domain}: {_failing_line(p.failing)}")
         if p.ds:
             click.echo(f"\n{p.pool_domain}: the pool zone's DS, for its registrar: {' / '.join(p.ds)}")
         if p.ds_check and p.ds_check.detail:
@@ -240,6 +264,8 @@ def list_(pool: str, state: str | None, as_json: bool) -> None:
         click.echo(f"no {state + ' ' if state else ''}allocations in {listing.pool_domain}")
     if listing.blocked:
         click.echo("\n" + _blocked_line(listing.blocked))
+    if listing.failing:
+        click.echo("\n" + _failing_line(listing.failing))
 
 
 @cli.command(short_help="Is SUB.POOL available? (exit 0 yes, 1 no)")
@@ -425,11 +451,19 @@ def dns_retry(pool: str | None, as_json: bool) -> None:
                 if status.pool_domain in failed and status.blocked:
                     click.echo(f"{status.pool_domain}: {_blocked_line(status.blocked)}")
     if not all(result.values()):
+        # Why, per pool whose pass failed: one line each on stderr.
+        for status in service().pools(check_ds=False):
+            if not result.get(status.pool_domain, True) and status.failing:
+                click.echo(f"error: dns-pass-failed: {status.pool_domain}: {status.failing.error}", err=True)
         raise click.exceptions.Exit(1)
 
 
 def _blocked_line(blocked: Blocked) -> str:
     return f"DNS blocked ({blocked.reason}) since {_cell(blocked.since)}: {blocked.detail}"
+
+
+def _failing_line(failing: Failing) -> str:
+    return f"DNS passes failing since {_cell(failing.since)}: {failing.error}"
 
 
 def _show_drift(report: DriftReport) -> None:
@@ -455,6 +489,8 @@ def _show_drift(report: DriftReport) -> None:
             click.echo(f"  {describe(record)}")
     if report.blocked:
         click.echo(_blocked_line(report.blocked))
+    if report.failing:
+        click.echo(_failing_line(report.failing))
 
 
 @cli.command(short_help="Compare a zone with the table (exit 1: drift).")
@@ -533,8 +569,9 @@ def reconcile(pool: str, apply_: bool, force: bool, as_json: bool) -> None:
         click.echo(f"\n{'applied' if result.applied else 'NOT applied'}\n\nafter:")
         if result.after is not None:
             _show_drift(result.after)
-    if apply_ and (final is None or not final.clean):
-        code = final.blocked.reason if final is not None and final.blocked else "reconcile-incomplete"
+    if apply_ and (final is None or not final.clean or not result.applied):
+        code = (final.blocked.reason if final is not None and final.blocked
+                else "dns-pass-failed" if final is not None and final.failing else "reconcile-incomplete")
         fail(f"error: {code}: {result.error or 'the zone still drifts after the pass'}")
     if final is None or not final.clean:
         raise click.exceptions.Exit(1)

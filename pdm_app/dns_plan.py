@@ -1,6 +1,6 @@
 """DNS planning, pure: the records the allocation table wants, the zone as read, and what
-must change -- plus the drift report and the retry policy. No I/O; ``dns_sync.py`` does
-the reading and writing.
+must change -- plus the drift report, the retry policy and when a zone is read again after
+a write that may land late. No I/O; ``dns_sync.py`` does the reading and writing.
 
 The allocation table is the desired state. The service's own records are what
 ``ownership`` says (A records at hosts it published, and at the hosts of tenants carried
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from . import domain, ownership
 from .ownership import DNS_CONFLICT, POOL_FULL, describe
@@ -308,3 +309,25 @@ def retry_delay(attempts: int, retry_after: float | None = None) -> float:
     if retry_after:
         delay = max(delay, retry_after)
     return delay
+
+
+# After a write that failed or timed out, the zone is read again soon, and again about a
+# minute later: Dynadot has been seen applying such a write a minute late, and a read
+# then repairs it within about a minute of landing rather than at the window's end.
+LATE_WRITE_SOON = 5.0
+LATE_WRITE_MINUTE = 60.0
+
+
+def late_write_reads(window: float) -> tuple[float, ...]:
+    """Seconds after a write that failed or timed out at which the zone is read again:
+    soon, about a minute later, and when ``window`` (PDM_DNS_LATE_WRITE_WINDOW), the time
+    the registrar may still apply it, ends."""
+    return tuple(sorted({min(d, window) for d in (LATE_WRITE_SOON, LATE_WRITE_MINUTE, window)}))
+
+
+def next_late_write_read(until: datetime, window: float, now: datetime) -> datetime | None:
+    """The next of those reads after ``now``, for a write whose window ends at ``until``;
+    None once the last is past."""
+    failed_at = until - timedelta(seconds=window)
+    return next((at for at in (failed_at + timedelta(seconds=d) for d in late_write_reads(window)) if at > now),
+                None)

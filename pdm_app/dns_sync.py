@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from . import domain, metrics
-from .dns_plan import NameDrift, ZoneBlocked, retry_delay
+from .dns_plan import NameDrift, ZoneBlocked, late_write_reads, next_late_write_read, retry_delay
 from .locks import DatabaseLock
 from .redaction import redact
 from .registrar import Record, RegistrarError, UnreadableZone
@@ -99,7 +99,8 @@ class ZoneBackend(Protocol):
     ``converge`` reads what the DNS holds, plans and applies what the table wants, making
     every external call through ``io`` (timed, counted; writes fenced); it raises
     ``RegistrarError`` (a failed call), ``UnreadableZone``/``ZoneBlocked`` (the pool is
-    blocked) or ``LockLost``. ``drift`` reads and compares without writing."""
+    blocked) or ``LockLost``; any other exception fails that pool's pass alone, like a
+    registrar error. ``drift`` reads and compares without writing."""
 
     kind: str
     lock: DatabaseLock
@@ -161,20 +162,20 @@ class PassIO:
 
     def write(self, command: str, fn, *args, **kwargs):
         """A call that changes the DNS: paced, then made only while the lock is still this
-        pass's (checked on the lock's own connection, after any wait). A write that fails
-        or times out may still be applied later: the DNS is read again once it could have
-        been."""
+        pass's (checked on the lock's own connection, after any wait). A write that fails,
+        times out or gets an answer that cannot be read may still be applied later: the DNS
+        is read again while it could be (``DnsPublisher._late_write_possible``)."""
         p = self._publisher
         p._pace(self._backend)
         try:
             if not self._backend.lock.still_held():
                 raise LockLost("the registrar lock was lost (its database connection is gone)")
-            return p._call(command, fn, *args, timeout=p._remaining(*self._deadline), **kwargs)
-        except RegistrarError:
-            with p.uow() as tx:
-                now = p.clock()
-                tx.schedule_recheck(self.pool, now + timedelta(seconds=p.late_write_window), now)
-            raise
+            timeout = p._remaining(*self._deadline)  # a write never sent cannot land late
+            try:
+                return p._call(command, fn, *args, timeout=timeout, **kwargs)
+            except Exception:  # whatever went wrong after the write was sent, it may land: re-raised
+                p._late_write_possible(self.pool)
+                raise
         finally:
             p._mark_called(self._backend)
 
@@ -276,6 +277,8 @@ class DnsPublisher:
                               verify=verify or accept or bool(adopt), accept=accept, adopt=adopt)
         except SQLAlchemyError as exc:
             return self._left_pending(pool, exc)
+        except Exception as exc:  # a fault around the backend's pass (its bookkeeping) is this pool's alone too
+            return self._failed_around(backend, pool, exc)
         finally:
             backend.lock.release()
             self.wakeups.announce()
@@ -293,6 +296,17 @@ class DnsPublisher:
     def _left_pending(pool: str, exc: SQLAlchemyError) -> bool:
         # The work is in the table: a database hiccup only delays it to the next pass.
         log.error("dns pass for %s: database error, left pending: %s", pool, type(exc).__name__)
+        return False
+
+    def _failed_around(self, backend: ZoneBackend, pool: str, exc: Exception) -> bool:
+        """A pass that failed outside ``backend.converge``: a failure of the pool's
+        pending work like any other (``_fail``)."""
+        try:
+            with self.uow(single=True) as tx:
+                work = tx.pending_work(pool)
+            self._fail(backend, pool, work, exc)
+        except SQLAlchemyError as db_exc:
+            return self._left_pending(pool, db_exc)
         return False
 
     def _work_state(self, work_ids: list[int]) -> str:
@@ -367,6 +381,15 @@ class DnsPublisher:
         return Snapshot(active, work, owned, foreign_records(zone.foreign_records if zone else None), allocated,
                         carried, token, paused_until)
 
+    def _late_write_possible(self, pool: str) -> None:
+        """A write of ``pool`` failed or timed out: the registrar may still apply it until
+        the late-write window ends. The zone is read again soon, about a minute later and
+        at the window's end (``late_write_reads``; ``_finish`` schedules each next one)."""
+        now = self.clock()
+        with self.uow() as tx:
+            tx.update_pool_zone(pool, late_write_until=now + timedelta(seconds=self.late_write_window))
+            tx.schedule_recheck(pool, now + timedelta(seconds=late_write_reads(self.late_write_window)[0]), now)
+
     def _paused(self, snap: Snapshot) -> datetime | None:
         """Until when registrar calls are paused (the registrar throttled the key), or None."""
         paused = snap.paused_until
@@ -405,6 +428,11 @@ class DnsPublisher:
         except RegistrarError as exc:
             self._fail(backend, pool, snap.work, exc)
             return False
+        except SQLAlchemyError:
+            raise  # the database's trouble, not the pool's: the work is left pending (_locked_pass)
+        except Exception as exc:  # any other fault (an answer no client expected, a bug) fails this pool alone
+            self._fail(backend, pool, snap.work, exc)
+            return False
         return self._finish(backend, pool, snap, done, io.owned, began, wanted, accepted=accept)
 
     def _finish(self, backend: ZoneBackend, pool: str, snap: Snapshot, done: Converged, owned: set[str],
@@ -432,8 +460,11 @@ class DnsPublisher:
                 tx.replace_conflicts(pool, dict(done.conflicts))
             zone = tx.pool_zone(pool)
             was_blocked = zone.blocked_reason if zone is not None else None
-            recheck = zone.recheck_at if zone is not None else None
-            late_write_possible = recheck is not None and recheck > began
+            was_failing = zone.last_error if zone is not None else None
+            # A write that failed or timed out may still land until ``late_write_until``,
+            # perhaps after this pass read the zone.
+            until = zone.late_write_until if zone is not None else None
+            late_write_possible = until is not None and until > began
             if not late_write_possible:
                 # Forget hosts only once a read shows them gone and no abandoned write
                 # can bring them back.
@@ -445,8 +476,12 @@ class DnsPublisher:
                 synced_at=now,
                 record_names=",".join(backend.record_names),
                 blocked_reason=None, blocked_detail=None, blocked_since=None,
-                # A read owed later (a write that may still land) stays owed.
-                recheck_at=recheck if late_write_possible else None,
+                last_error=None, failing_since=None,
+                # While a write may still land, the zone is read again on its schedule (a
+                # pass that began before the window's end and ended after it: read now).
+                recheck_at=(next_late_write_read(until, self.late_write_window, now) or now)
+                if late_write_possible else None,
+                late_write_until=until if late_write_possible else None,
                 **done.state,
             )
             self._record_events(tx, pool, snap, done, now, accepted)
@@ -455,6 +490,8 @@ class DnsPublisher:
                         "; ".join(f"{sub} ({code})" for sub, (code, _) in sorted(done.refused.items())))
         if was_blocked:
             log.info("dns for %s is no longer blocked (%s)", pool, was_blocked)
+        if was_failing:
+            log.info("dns passes for %s succeed again (the last failed: %s)", pool, was_failing)
         log.info(
             "dns pass for %s: %d change(s) applied, %s", pool, len(snap.work),
             f"changed ({', '.join(done.touched)})" if done.touched else "already right",
@@ -483,20 +520,37 @@ class DnsPublisher:
                                 detail="an operator accepted the zone as it was read (reconcile --force)"))
         tx.record_events(events)
 
-    def _fail(self, backend: ZoneBackend, pool: str, work: list, exc: RegistrarError) -> None:
+    def _fail(self, backend: ZoneBackend, pool: str, work: list, exc: Exception) -> None:
+        """A failed pass: a registrar error, or any other exception (an answer the client
+        could not read, a bug) -- either way this pool's alone. Its work is retried with
+        back-off, and the pool shows as failing (``last_error``) until a pass succeeds."""
         attempts = max((w.attempts for w in work), default=0)
         now = self.clock()
-        when = now + timedelta(seconds=retry_delay(attempts, exc.retry_after))
+        registrar = isinstance(exc, RegistrarError)
+        retry_after = exc.retry_after if registrar else None
+        when = now + timedelta(seconds=retry_delay(attempts, retry_after))
         error = redact(f"{type(exc).__name__}: {exc}")
-        log.log(logging.WARNING if exc.transient else logging.ERROR,
-                "dns pass for %s failed (attempt %d), retry at %s: %s", pool, attempts + 1, when.isoformat(), exc)
+        if registrar:
+            reason = "registrar-transient" if exc.transient else "registrar-error"
+            log.log(logging.WARNING if exc.transient else logging.ERROR,
+                    "dns pass for %s failed (attempt %d), retry at %s: %s", pool, attempts + 1, when.isoformat(),
+                    error)
+        else:
+            # Nothing planned for: the traceback goes to the log (redacted like every line).
+            reason = "unexpected"
+            log.error("dns pass for %s failed on an unexpected %s (attempt %d), retry at %s: %s", pool,
+                      type(exc).__name__, attempts + 1, when.isoformat(), error, exc_info=exc)
+        metrics.DNS_PASS_FAILURES.labels(pool, reason).inc()
         with self.uow() as tx:
-            self._record_failure(tx, pool, work, error, now)
+            self._record_failure(tx, pool, work, error, now, for_pool=True)
+            zone = tx.pool_zone(pool)
+            since = zone.failing_since if zone is not None and zone.last_error else None
+            tx.update_pool_zone(pool, last_error=error[:500], failing_since=since or now)
             tx.fail_work([w.id for w in work], error, when)
             tx.schedule_recheck(pool, when if work else now + timedelta(seconds=RECHECK_AFTER_FAILURE), now)
-            if exc.retry_after:
+            if retry_after:
                 # The registrar throttles the key, not the pool: every caller waits.
-                tx.update_registrar_account(backend.account, paused_until=now + timedelta(seconds=exc.retry_after))
+                tx.update_registrar_account(backend.account, paused_until=now + timedelta(seconds=retry_after))
 
     def _block(self, pool: str, work: list, exc: ZoneBlocked | UnreadableZone) -> None:
         reason = exc.reason
@@ -515,14 +569,20 @@ class DnsPublisher:
             tx.schedule_recheck(pool, when if work else now + timedelta(seconds=RECHECK_AFTER_FAILURE), now)
 
     @staticmethod
-    def _record_failure(tx: UnitOfWork, pool: str, work: list, error: str, now: datetime,
-                        action: str = "dns-failed") -> None:
-        # Once per change and error: a long outage is one event, not one per retry.
+    def _record_failure(tx: UnitOfWork, pool: str, work: list, error: str, now: datetime, *,
+                        action: str = "dns-failed", for_pool: bool = False) -> None:
+        # Once per change and error: a long outage is one event, not one per retry. With
+        # ``for_pool``, a pass with no work behind it (a resync, a read owed) is one event
+        # for the pool, once per error (the pool's ``last_error``, read before it is set).
         seen = set()
         for w in work:
             if w.last_error != error[:500] and (w.subdomain, w.action) not in seen:
                 seen.add((w.subdomain, w.action))
                 tx.record_event(pool, w.subdomain, action, DNS_CALLER, now, detail=error[:500])
+        if for_pool and not work:
+            zone = tx.pool_zone(pool)
+            if (zone.last_error if zone is not None else None) != error[:500]:
+                tx.record_event(pool, "", action, DNS_CALLER, now, detail=error[:500])
 
     # -- calls, pacing and pauses across processes -------------------------------------
 
@@ -534,6 +594,9 @@ class DnsPublisher:
             return call(*args, **kwargs)
         except RegistrarError as exc:
             outcome = "transient-error" if exc.transient else "error"
+            raise
+        except Exception:  # an answer the client could not read is a failed call too: re-raised
+            outcome = "error"
             raise
         finally:
             metrics.REGISTRAR_CALLS.labels(command, outcome).inc()

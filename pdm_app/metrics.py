@@ -28,6 +28,9 @@ LOCK_RELEASE_FAILURES = Counter("pdm_lock_release_failures_total", "Lock release
                                 ["lock"])
 LOCK_LOST = Counter("pdm_dns_lock_lost_total", "DNS passes that found their registrar lock lost and wrote nothing "
                     "more (or left their work pending)")
+# reason: registrar-transient, registrar-error or unexpected (any other exception).
+DNS_PASS_FAILURES = Counter("pdm_dns_pass_failures_total", "DNS passes that failed, by pool and reason",
+                            ["pool", "reason"])
 HISTORY_PRUNED = Counter("pdm_history_pruned_total", "History events deleted past PDM_HISTORY_RETENTION")
 SWEPT = Counter("pdm_sweeper_deleted_total", "Lapsed reservations deleted by the sweeper")
 # Scopes: check, write, registrar, operator (PDM_RATE_LIMITS) and open-reservations (the
@@ -48,11 +51,13 @@ class DatabaseCollector:
     figures, never the process metrics beside them."""
 
     def __init__(self, read):
-        self.read = read  # () -> (allocation counts, pending counts, oldest ages, blocked pools)
+        # () -> (allocation counts, pending counts, oldest ages, blocked pools, failing pools)
+        self.read = read
 
     def collect(self):
         up = GaugeMetricFamily("pdm_database_up", "1 when this scrape could read the database figures "
-                               "(pdm_allocations, pdm_dns_work_*, pdm_dns_pool_blocked); 0 when they are missing")
+                               "(pdm_allocations, pdm_dns_work_*, pdm_dns_pool_blocked, pdm_dns_pool_failing); 0 when "
+                               "they are missing")
         try:
             figures = self.read()
         except Exception as exc:  # any failure to read the database: skip its figures
@@ -62,7 +67,7 @@ class DatabaseCollector:
             return
         up.add_metric([], 1)
         yield up
-        counts, pending, oldest, blocked_pools = figures
+        counts, pending, oldest, blocked_pools, failing_pools = figures
         allocations = GaugeMetricFamily("pdm_allocations", "Allocations by pool and state", labels=["pool", "state"])
         for (pool, state), n in sorted(counts.items()):
             allocations.add_metric([pool, state], n)
@@ -76,7 +81,11 @@ class DatabaseCollector:
                                     labels=["pool", "reason"])
         for pool, reason in sorted(blocked_pools.items()):
             blocked.add_metric([pool, reason], 1)
-        yield from (allocations, work, age, blocked)
+        failing = GaugeMetricFamily("pdm_dns_pool_failing", "1 while a pool's DNS passes fail (its last_error)",
+                                    labels=["pool"])
+        for pool in sorted(failing_pools):
+            failing.add_metric([pool], 1)
+        yield from (allocations, work, age, blocked, failing)
 
 
 def exposition(read_database) -> bytes:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, TypeVar
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from . import domain, metrics, ownership
@@ -94,6 +94,14 @@ class Blocked:
 
 
 @dataclass(frozen=True)
+class Failing:
+    """Why the pool's last DNS pass failed (redacted), and since when its passes fail."""
+
+    error: str
+    since: datetime | None
+
+
+@dataclass(frozen=True)
 class Event:
     id: int
     subdomain: str
@@ -121,6 +129,7 @@ class PoolListing:
     # A page (``limit``): where the next one starts, None on the last.
     paged: bool = False
     next_after: str | None = None
+    failing: Failing | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,7 @@ class PoolStatus:
     # must publish, and whether a resolver sees it published.
     ds: tuple[str, ...] = ()
     ds_check: DsCheck | None = None
+    failing: Failing | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +159,7 @@ class DriftReport:
     # Records that are not the service's, there at the last good read and gone now: a
     # pass refuses such a read until an operator accepts it (reconcile --force).
     lost: list[Record] = field(default_factory=list)
+    failing: Failing | None = None
 
     @property
     def clean(self) -> bool:
@@ -176,6 +187,12 @@ def _blocked(zone: PoolZone | None) -> Blocked | None:
     if zone is None or not zone.blocked_reason:
         return None
     return Blocked(zone.blocked_reason, zone.blocked_detail or "", zone.blocked_since)
+
+
+def _failing(zone: PoolZone | None) -> Failing | None:
+    if zone is None or not zone.last_error:
+        return None
+    return Failing(zone.last_error, zone.failing_since)
 
 
 def _pending(work) -> PendingDns:
@@ -323,13 +340,14 @@ class PoolService:
             rows = [_to_domain(r) for r in tx.list_allocations(pool, state, limit=None if limit is None else limit + 1,
                                                                after=after)]
             pending = [_pending(w) for w in tx.pending_work(pool)]
-            blocked = _blocked(tx.pool_zone(pool))
+            zone = tx.pool_zone(pool)
+            blocked, failing = _blocked(zone), _failing(zone)
         if limit is None:
-            return PoolListing(pool, rows, pending, blocked)
+            return PoolListing(pool, rows, pending, blocked, failing=failing)
         more = len(rows) > limit
         rows = rows[:limit]
         return PoolListing(pool, rows, pending, blocked, paged=True,
-                           next_after=rows[-1].subdomain if more else None)
+                           next_after=rows[-1].subdomain if more else None, failing=failing)
 
     def pools(self, *, check_ds: bool = True) -> list[PoolStatus]:
         """Every managed pool: its tenants, pending DNS work, and the state of its zone;
@@ -351,7 +369,7 @@ class PoolService:
                 pending.get(pool, (0, None))[0], _blocked(zone),
                 zone.synced_at if zone else None,
                 zone.foreign_subhost_records if zone and zone.synced_at and backend == "dynadot" else None,
-                backend, ds, checked,
+                backend, ds, checked, failing=_failing(zone),
             ))
         return result
 
@@ -361,6 +379,12 @@ class PoolService:
             summary = tx.pending_summary()
             errors = tx.last_errors()
             blocked = tx.blocked_pools()
+        try:
+            with UnitOfWork(self.session_factory, single=True) as tx:
+                failing = tx.failing_pools()
+        except SQLAlchemyError:
+            # A schema behind this release (readyz says so): liveness does not hang on it.
+            failing = {}
         now = self.clock()
         return {
             pool: {
@@ -368,7 +392,8 @@ class PoolService:
                 "pendingChanges": summary.get(pool, (0, None))[0],
                 "oldestPendingSeconds": (round(max(0.0, (now - summary[pool][1]).total_seconds()), 1)
                                          if pool in summary else None),
-                "lastError": errors.get(pool),
+                # The pool's last failed pass, else its work's last error (a blocked pool).
+                "lastError": failing[pool][0] if pool in failing else errors.get(pool),
                 "blocked": blocked.get(pool),
             }
             for pool in self.managed_domains
@@ -384,17 +409,19 @@ class PoolService:
         with self.uow() as tx:
             tx.ping()
 
-    def figures(self) -> tuple[dict, dict, dict, dict]:
+    def figures(self) -> tuple[dict, dict, dict, dict, set]:
         """For /metrics: allocations by (pool, state), pending DNS work by pool, the age in
-        seconds of each pool's oldest pending change, and the blocked pools' reasons."""
+        seconds of each pool's oldest pending change, the blocked pools' reasons, and the
+        pools whose last pass failed."""
         with self.uow() as tx:
             counts = tx.allocation_counts()
             summary = tx.pending_summary()
             blocked = tx.blocked_pools()
+            failing = set(tx.failing_pools())
         now = domain.utcnow()
         pending = {pool: n for pool, (n, _) in summary.items()}
         oldest = {pool: max(0.0, (now - first).total_seconds()) for pool, (_, first) in summary.items()}
-        return counts, pending, oldest, blocked
+        return counts, pending, oldest, blocked, failing
 
     def schema_revision(self) -> str | None:
         with self.uow() as tx:
@@ -635,14 +662,15 @@ class PoolService:
     # -- the pools' DNS, for operators ---------------------------------------------------
 
     def retry_dns(self, pool: str | None = None) -> dict[str, bool]:
-        """A pass now for ``pool`` (or every pool with pending work or blocked), whatever
-        its back-off says; True where the zone is now what the table says."""
+        """A pass now for ``pool`` (or every pool with pending work, blocked or failing),
+        whatever its back-off says; True where the zone is now what the table says."""
         if pool is not None:
             pools = [self._pool(pool)]
         else:
             with self.uow() as tx:
                 blocked = tx.blocked_pools()
-            pools = sorted({w.pool_domain for w in self.pending_dns()} | set(blocked))
+                failing = tx.failing_pools()
+            pools = sorted({w.pool_domain for w in self.pending_dns()} | set(blocked) | set(failing))
         return {p: self.publisher.publish(p, [], budget=None, verify=True) for p in pools}
 
     def drift(self, pool: str) -> DriftReport:
@@ -655,9 +683,17 @@ class PoolService:
             raise DomainError(exc.reason, redact(str(exc)), 502) from None
         except RegistrarError as exc:
             raise DomainError("registrar-unavailable", redact(f"the zone could not be read: {exc}"), 502) from None
+        except SQLAlchemyError:
+            raise  # the database's trouble: answered as such, like everywhere else
+        except Exception as exc:  # any other fault of the read (an answer no client expected, a bug): a 502
+            log.error("drift read of %s failed on an unexpected %s: %s", pool, type(exc).__name__,
+                      redact(str(exc)), exc_info=exc)
+            raise DomainError("dns-read-failed", redact(f"the DNS of {pool} could not be read: "
+                                                        f"{type(exc).__name__}: {exc}"), 502) from None
         with self.uow() as tx:
             state = tx.pool_zone(pool)
-        return DriftReport(pool, self.clock(), names, [_pending(w) for w in snap.work], _blocked(state), lost)
+        return DriftReport(pool, self.clock(), names, [_pending(w) for w in snap.work], _blocked(state), lost,
+                           failing=_failing(state))
 
     def reconcile(self, pool: str, *, apply: bool, force: bool, caller: str) -> ReconcileResult:
         """The drift report, and with ``apply`` a pass that repairs it: orphans of names
@@ -684,6 +720,7 @@ class PoolService:
         after = self.drift(pool)
         error = None
         if not done:
-            error = (after.blocked.detail if after.blocked else None) or next(
+            error = (after.blocked.detail if after.blocked else None) or (
+                f"the pass for {pool} failed: {after.failing.error}" if after.failing else None) or next(
                 (p.last_error for p in after.pending if p.last_error), None) or "the pass did not complete"
         return ReconcileResult(before, applied=done, after=after, error=error)

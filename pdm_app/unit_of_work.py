@@ -379,6 +379,12 @@ class UnitOfWork:
         stmt = select(PoolZone.pool_domain, PoolZone.blocked_reason).where(PoolZone.blocked_reason.is_not(None))
         return {pool: reason for pool, reason in self.session.execute(stmt)}
 
+    def failing_pools(self) -> dict[str, tuple[str, datetime | None]]:
+        """Per pool whose last pass failed: its error and since when its passes fail."""
+        stmt = select(PoolZone.pool_domain, PoolZone.last_error, PoolZone.failing_since).where(
+            PoolZone.last_error.is_not(None))
+        return {pool: (error, since) for pool, error, since in self.session.execute(stmt)}
+
     def pending_summary(self) -> dict[str, tuple[int, datetime]]:
         """Per pool: how much DNS work is pending and when the oldest was queued."""
         stmt = select(DnsWork.pool_domain, func.count(), func.min(DnsWork.created_at)).group_by(DnsWork.pool_domain)

@@ -16,7 +16,7 @@ from alembic import command
 from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect
 
-from conftest import API_KEY, POOL, POOLS, ROOT, alembic_config, tenant_records, truncate
+from conftest import API_KEY, POOL, POOLS, ROOT, alembic_config, break_pool, mend, tenant_records, truncate
 from pdm_app.cli import cli
 from pdm_app.domain import utcnow
 from pdm_app.models import SCHEMA_REVISION
@@ -502,6 +502,31 @@ def test_reconcile_force_lifts_a_block(app, client, fake):
 
 
 # -- migrations ------------------------------------------------------------------------
+
+
+def test_a_pool_whose_pass_raises_is_one_line_per_command_never_a_traceback(app, client, fake):
+    reserve_commit(client, "acme")
+    break_pool(app, POOL, KeyError("Subhost"))
+    cause = "KeyError: 'Subhost'"
+    for args in (["dns", "retry", POOL], ["dns", "retry"]):
+        result = run(app, *args)
+        assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
+        assert f"{POOL}: NOT done" in result.stdout.splitlines()
+        assert error_line(result) == f"error: dns-pass-failed: {POOL}: {cause}"
+        assert "Traceback" not in result.stdout + result.stderr
+    for args in (["drift", POOL], ["reconcile", POOL], ["reconcile", POOL, "--apply"]):
+        result = run(app, *args)
+        assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
+        assert error_line(result) == f"error: dns-read-failed: the DNS of {POOL} could not be read: {cause}"
+        assert "Traceback" not in result.stdout + result.stderr
+    status = out_json(run(app, "pools", "--json"))[1]
+    assert status["poolDomain"] == POOL and status["dnsFailing"]["error"] == cause
+    assert f"{POOL}: DNS passes failing since " in run(app, "pools").stdout
+    # -v keeps the traceback in the log lines, for whoever debugs it
+    assert "Traceback" in run(app, "-v", "dns", "retry", POOL).stderr
+    mend(app, POOL)
+    assert out_json(run(app, "dns", "retry", "--json")) == {POOL: True}
+    assert out_json(run(app, "pools", "--json"))[1]["dnsFailing"] is None
 
 
 def test_db_upgrade(db_url, tmp_path):

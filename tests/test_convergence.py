@@ -229,6 +229,51 @@ def test_a_timed_out_write_applied_late_is_read_back_and_repaired(make_app, fake
         assert tx.pool_zone(POOL).recheck_at is None
 
 
+def late_write_state(pdm):
+    """The pool's late-write window (when the abandoned write was sent, until when it may
+    land) and the next read owed, as offsets in seconds from that write's failure."""
+    with pdm.service.uow() as tx:
+        zone = tx.pool_zone(POOL)
+    if zone.late_write_until is None:
+        return None, zone.recheck_at
+    failed = zone.late_write_until - timedelta(seconds=pdm.publisher.late_write_window)
+    return failed, None if zone.recheck_at is None else (zone.recheck_at - failed).total_seconds()
+
+
+def test_a_write_applied_a_minute_late_is_repaired_by_the_read_a_minute_after_it(make_app, fake):
+    app = make_app(dns_resync_interval=0)  # only the late-write reads make the pool due
+    client = app.test_client()
+    pdm = app.extensions["pdm"]
+    fake.hang_seconds = 2.5
+    fake.late_seconds = 600  # lands when the test says so (land_late_writes), not by the clock
+    assert commit(client, "old").status_code == 200
+    fake.inject("late", times=1, command="set_dns2")
+    assert commit(client, "beta").status_code == 202  # written, but no answer in time
+    failed, next_read = late_write_state(pdm)
+    assert 5 <= next_read < 6  # read again soon
+    later(app, 10)
+    assert pdm.jobs.retry_dns() == 1  # the soon read: read, write, done
+    assert client.delete(f"/api/v1/pool/{POOL}/release?sub=old").status_code == 200
+    assert commit(client, "gamma").status_code == 200
+    assert late_write_state(pdm) == (failed, 60)  # the next: about a minute after the failure
+    # Dynadot applies the abandoned write now, a minute late: old is back, gamma is gone
+    fake.land_late_writes()
+    assert fake.wait_late_writes(15)
+    zone = fake.zone(POOL)
+    assert len(tenant_records(zone, "old")) == 6 and tenant_records(zone, "gamma") == {}
+    # the read a minute after the failure repairs it, not only the one at the window's end
+    later(app, 61)
+    assert pdm.jobs.retry_dns() == 1
+    zone = fake.zone(POOL)
+    assert tenant_records(zone, "old") == {}
+    assert len(tenant_records(zone, "gamma")) == 6 and len(tenant_records(zone, "beta")) == 6
+    assert foreign_records(zone, ["beta", "gamma"]) == BASE_FOREIGN
+    assert late_write_state(pdm) == (failed, 180)  # and the window's end is still owed a read
+    later(app, 181)
+    assert pdm.jobs.retry_dns() == 1
+    assert late_write_state(pdm) == (None, None)  # the window is over: nothing more owed
+
+
 # -- blocked pools, drift and reconcile ----------------------------------------------------
 
 def test_drift_and_reconcile_on_a_zone_broken_three_ways(make_app, fake):

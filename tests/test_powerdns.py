@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 
 import dns.query
 import dns.rdataclass
@@ -19,6 +20,7 @@ from conftest import POOL, POOLS, Gunicorn, make_settings
 from powerdns_support import assert_tenant_gone, query, validate_chain
 
 from pdm_app import create_app
+from pdm_app.domain import utcnow
 from pdm_app.powerdns.client import PowerDnsClient
 
 LB = "198.51.100.7"
@@ -302,6 +304,40 @@ COMMIT_STEPS = [
 def _ready_pool(app, powerdns_proxy):
     assert pass_now(app)  # the pool's zone exists and is signed; faults then hit the tenant
     powerdns_proxy.reset_calls()
+
+
+def test_an_html_page_answered_200_fails_its_pool_alone_and_a_dynadot_pools_work_goes_out(
+        make_app, powerdns, powerdns_proxy, api, fake):
+    app = make_app(pool_dns={"openova.io": "dynadot"})
+    client = app.test_client()
+    pdm = app.extensions["pdm"]
+    assert pdm.jobs.retry_dns() == 3  # both PowerDNS pool zones made, the Dynadot zone read
+    # a Dynadot pool's commit is queued (its registrar fails once) ...
+    fake.inject("error", times=1, command="get_dns")
+    assert commit(client, "beta", reserve(client, "beta", pool="openova.io"), pool="openova.io").status_code == 202
+    # ... and a proxy in front of PowerDNS answers its own error page, with 200
+    powerdns_proxy.fail("GET", PARENT, status=200, body="<html><body><h1>Bad Gateway</h1></body></html>",
+                        times=100)
+    answer = reserve_commit(client, "acme", status=202)
+    assert answer.get_json()["state"] == "active"
+    listed = client.get(f"/api/v1/pool/{POOL}/list").get_json()
+    assert listed["dnsFailing"]["error"] and listed["dnsFailing"]["since"]
+    assert [(w["subdomain"], w["attempts"]) for w in listed["pendingDns"]] == [("acme", 1)]
+
+    # one tick: the PowerDNS pool, sorted before the Dynadot one, fails; the other's work goes out
+    pdm.publisher.clock = lambda: utcnow() + timedelta(seconds=10)
+    assert pdm.jobs.retry_dns() == 1
+    assert {r.host for r in fake.zone("openova.io").records if r.host.endswith(".beta")} == {
+        f"{name}.beta" for name in ("*", "console", "gitea", "harbor", "admin", "api")}
+    health = client.get("/healthz").get_json()["dns"]
+    assert health[POOL]["lastError"] == listed["dnsFailing"]["error"] and health[POOL]["pendingChanges"] == 1
+    assert health["openova.io"]["lastError"] is None and health["openova.io"]["pendingChanges"] == 0
+    assert "dns-failed" in [e["action"] for e in client.get(f"/api/v1/pool/{POOL}/history").get_json()["events"]]
+    # PowerDNS answers properly again: the next pass publishes and the failure is gone
+    powerdns_proxy.clear_faults()
+    assert pass_now(app)
+    assert_tenant_right(powerdns, api, "acme")
+    assert client.get(f"/api/v1/pool/{POOL}/list").get_json()["dnsFailing"] is None
 
 
 @pytest.mark.parametrize("method,path", COMMIT_STEPS, ids=[f"{m} {p}" for m, p in COMMIT_STEPS])

@@ -2,11 +2,13 @@
 refused, reported as drift."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from pdm_app.dns_plan import (LOST_FOREIGN, MAX_SAFE_DELETE_PCENT, MAX_SAFE_UPDATE_PCENT, MIN_EXISTING_RECORDS,
-                              TOO_LARGE, NameDrift, WrongAddress, ZoneBlocked, diff_zone, find_orphans, plan_zone,
-                              retry_delay, unsafe_plan)
+                              TOO_LARGE, NameDrift, WrongAddress, ZoneBlocked, diff_zone, find_orphans,
+                              late_write_reads, next_late_write_read, plan_zone, retry_delay, unsafe_plan)
 from pdm_app.ownership import DNS_CONFLICT, POOL_FULL
 from pdm_app.registrar import Record, Zone
 
@@ -239,3 +241,14 @@ def test_missing_records_are_additions_not_changes():
     # 4 tenants (24), 10 missing: 14 in the zone, 4 wrong = 29%
     assert unsafe_plan(_drift(wrong=4, missing=10), 4, NAMES) is None
     assert unsafe_plan(_drift(wrong=5, missing=10), 4, NAMES)  # 5 of 14 = 36%
+
+
+def test_a_write_that_may_land_late_is_read_again_soon_after_a_minute_and_at_the_windows_end():
+    assert late_write_reads(180) == (5, 60, 180)
+    assert late_write_reads(90) == (5, 60, 90)
+    assert late_write_reads(30) == (5, 30)  # a window shorter than a minute ends the reads
+    failed = datetime(2026, 12, 1, 12, 0, 0, tzinfo=timezone.utc)
+    until = failed + timedelta(seconds=180)
+    at = [next_late_write_read(until, 180, failed + timedelta(seconds=s)) for s in (0, 5, 30, 60, 179, 180)]
+    assert at == [failed + timedelta(seconds=5), failed + timedelta(seconds=60), failed + timedelta(seconds=60),
+                  until, until, None]

@@ -126,12 +126,20 @@ class BlockedSchema(Schema):
     since = Timestamp(allow_none=True)
 
 
+class FailingSchema(Schema):
+    # The pool's last DNS pass failed: why (redacted), and since when its passes fail.
+    error = fields.String()
+    since = Timestamp(allow_none=True)
+
+
 class PoolListSchema(Schema):
     poolDomain = fields.String(attribute="pool_domain")
     allocations = fields.List(fields.Nested(ListedAllocationSchema))
     pendingDns = fields.List(fields.Nested(PendingDnsSchema), attribute="pending")
     # null while the pool's zone is written normally; else why it is not.
     dnsBlocked = fields.Nested(BlockedSchema, attribute="blocked", allow_none=True)
+    # null while the pool's DNS passes succeed; else why the last one failed.
+    dnsFailing = fields.Nested(FailingSchema, attribute="failing", allow_none=True)
 
 
 class PoolPageSchema(PoolListSchema):
@@ -152,6 +160,7 @@ def dump_pool_list(listing) -> dict:
         "allocations": [{**vars(a), "dns_pending": a.subdomain in pending_subs} for a in listing.allocations],
         "pending": listing.pending,
         "blocked": listing.blocked,
+        "failing": listing.failing,
         "next_after": listing.next_after,
     })
 
@@ -178,6 +187,7 @@ class PoolStatusSchema(Schema):
     # it does.
     poolDs = fields.List(fields.String(), attribute="ds")
     poolDsCheck = fields.Nested(DsCheckSchema, attribute="ds_check", allow_none=True)
+    dnsFailing = fields.Nested(FailingSchema, attribute="failing", allow_none=True)
 
 
 class PoolsSchema(Schema):
@@ -216,6 +226,7 @@ class DriftSchema(Schema):
     lostRecords = fields.List(fields.Nested(RecordSchema), attribute="lost")
     pendingDns = fields.List(fields.Nested(PendingDnsSchema), attribute="pending")
     dnsBlocked = fields.Nested(BlockedSchema, attribute="blocked", allow_none=True)
+    dnsFailing = fields.Nested(FailingSchema, attribute="failing", allow_none=True)
 
 
 class ErrorSchema(Schema):
@@ -291,7 +302,8 @@ class DnsHealthSchema(Schema):
     backend = fields.String()
     pendingChanges = fields.Integer()
     oldestPendingSeconds = fields.Float(allow_none=True)
-    # The last error of the oldest pending change (redacted); null when none failed.
+    # Why the pool's last pass failed, else the last error of a pending change (redacted);
+    # null when none failed.
     lastError = fields.String(allow_none=True)
     blocked = fields.String(allow_none=True)
 
