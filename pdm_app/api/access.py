@@ -23,18 +23,24 @@ ANONYMOUS = "anonymous"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def requires(role: str):
-    """Marks a view as needing a caller with ``role`` (checked in ``before_request``)."""
+def view_marker(attribute: str, value):
+    """A decorator that marks a view with ``attribute = value``, for a hook that reads it
+    off ``current_app.view_functions`` (the view itself runs unchanged)."""
 
     def mark(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
             return view(*args, **kwargs)
 
-        wrapper.required_role = role
+        setattr(wrapper, attribute, value)
         return wrapper
 
     return mark
+
+
+def requires(role: str):
+    """Marks a view as needing a caller with ``role`` (checked in ``before_request``)."""
+    return view_marker("required_role", role)
 
 
 def caller_name() -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from functools import wraps
 
 from flask import Flask, current_app, request
 from flask_limiter import Limiter, RateLimitExceeded
@@ -24,7 +23,7 @@ from sqlalchemy import Engine
 from .. import metrics
 from ..config import Settings
 from ..ratelimit import SCHEME, DatabaseStorage
-from .access import caller_identity
+from .access import caller_identity, view_marker
 from .errors import error_response
 
 log = logging.getLogger(__name__)
@@ -34,16 +33,7 @@ RATE_LIMITED = "rate-limited"
 
 def limited(scope: str):
     """Marks a view as counted in ``scope`` (config.RATE_LIMIT_SCOPES)."""
-
-    def mark(view):
-        @wraps(view)
-        def wrapper(*args, **kwargs):
-            return view(*args, **kwargs)
-
-        wrapper.rate_limit_scope = scope
-        return wrapper
-
-    return mark
+    return view_marker("rate_limit_scope", scope)
 
 
 def install(app: Flask, settings: Settings, engine: Engine) -> Limiter | None:
