@@ -61,6 +61,7 @@ class Unreachable(OutboundError):
 
     def __init__(self, kind: str, *, permanent: bool = False) -> None:
         super().__init__(f"no answer ({kind})")
+        self.kind = kind
         self.permanent = permanent
 
 
@@ -248,9 +249,11 @@ def mount(session: requests.Session, retry: Retry | int = 0, *, prefixes: tuple[
 
 
 def request(session: requests.Session, method: str, url: str, *, deadline: float, max_bytes: int,
-            connect_timeout: float | None = None, **kwargs: Any) -> requests.Response:
+            connect_timeout: float | None = None, read_timeout: float | None = None,
+            **kwargs: Any) -> requests.Response:
     """One HTTP call that ends, answer read, within ``deadline`` seconds, with a body of at
-    most ``max_bytes`` (``response.content`` holds it). Redirects are not followed. Any
+    most ``max_bytes`` (``response.content`` holds it); ``connect_timeout`` and
+    ``read_timeout`` may bound each connect and each read further. Redirects are not followed. Any
     status is returned; failures are OutboundError subclasses without URL or exception
     text, raised with no exception chained."""
     adapter = session.get_adapter(url)
@@ -261,7 +264,8 @@ def request(session: requests.Session, method: str, url: str, *, deadline: float
         raise TimedOut()
     headers = dict(kwargs.pop("headers", None) or {})
     headers["Accept-Encoding"] = "identity"
-    timeout = _DeadlineTimeout(min(connect_timeout or deadline, deadline), deadline, end)
+    timeout = _DeadlineTimeout(min(connect_timeout or deadline, deadline), min(read_timeout or deadline, deadline),
+                               end)
     watch = _Watch(end)
     timer = threading.Timer(deadline, watch.fire)
     timer.daemon = True

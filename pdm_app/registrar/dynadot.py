@@ -328,7 +328,7 @@ class DynadotClient:
         try:
             response = outbound.request(
                 self._session, "GET", self.api_url, deadline=left, max_bytes=MAX_ANSWER_BYTES,
-                connect_timeout=self.connect_timeout, params=query,
+                connect_timeout=self.connect_timeout, read_timeout=self.read_timeout, params=query,
                 headers={"Accept": "application/json", "Connection": "close"},
             )
             status, body = response.status_code, response.content
