@@ -55,6 +55,7 @@ class _Fault:
     status: int = 500
     body: bytes = b""
     hold: "Hold | None" = None
+    content_type: str = "text/plain"
 
     def matches(self, method: str, path: str) -> bool:
         return self.times > 0 and self.method == method and self.path_re.search(path) is not None
@@ -97,10 +98,13 @@ class FaultProxy(FakeServer):
         return fault
 
     def fail(self, method: str, path_re: str, status: int = 500, body: str = "Internal Server Error",
-             times: int = 1) -> None:
+             times: int = 1, content_type: str = "text/plain") -> None:
         """The next ``times`` matching requests are answered ``status``/``body`` (plain
-        text, as PowerDNS's own 500s) without reaching PowerDNS."""
-        self._add(_Fault("fail", method.upper(), re.compile(path_re), times, status, body.encode()))
+        text, as PowerDNS's own 500s) without reaching PowerDNS. Also what a proxy in
+        front of it may say: an HTML error page with 200 (``content_type="text/html"``),
+        or JSON nested far too deep."""
+        self._add(_Fault("fail", method.upper(), re.compile(path_re), times, status, body.encode(),
+                         content_type=content_type))
 
     def lose_reply(self, method: str, path_re: str, times: int = 1) -> None:
         """The next ``times`` matching requests reach PowerDNS (which applies them); then
@@ -147,7 +151,7 @@ class FaultProxy(FakeServer):
         fault = self._fault_for(method, path)
         if fault is not None and fault.kind == "fail":
             self._record(method, path, fault.status)
-            send(handler, fault.status, fault.body, "text/plain")
+            send(handler, fault.status, fault.body, fault.content_type)
             return
         if fault is not None and fault.kind == "hold":
             fault.hold.arrived.set()

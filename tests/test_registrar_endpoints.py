@@ -3,6 +3,7 @@
 the history of every attempt, and the customer's token nowhere but its own provider."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import uuid
@@ -10,12 +11,16 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import pytest
+from sqlalchemy import create_engine, text
 
+from pdm_app import metrics
 from pdm_app.customer_registrars.fake_cloudflare import FakeCloudflare
 from pdm_app.customer_registrars.fake_dynadot_ns import FakeDynadot
 from pdm_app.customer_registrars.fake_godaddy import FakeGodaddy
 from pdm_app.customer_registrars.fake_namecheap import FakeNamecheap
 from pdm_app.customer_registrars.fake_ovh import FakeOvh
+from pdm_app.db import make_engine
+from pdm_app.locks import advisory_key, per_key_lock
 
 DOMAIN = "acme-example.com"
 NEW_NS = ["ns1.sovereign.example.net", "ns2.sovereign.example.net"]
@@ -340,3 +345,33 @@ def test_an_unexpected_exception_in_an_adapter_is_a_logged_502_with_a_history_ro
         assert made.token not in caplog.text and "api.example" not in caplog.text and made.token not in str(body)
     finally:
         made.fake.stop()
+
+
+def test_a_lost_per_key_lock_is_counted_under_its_prefix_alone(postgres_url, caplog):
+    """A customer key's lock is named after a hash of the key: the metric of a failed
+    release must carry neither that nor any value per customer -- only the prefix."""
+    secret = "customer-key-" + uuid.uuid4().hex
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    prefix = "pdm-dynadot-customer"
+    engine = make_engine(postgres_url)
+    before = metrics.LOCK_RELEASE_FAILURES.labels(prefix)._value.get()
+    key = advisory_key(f"{prefix}-{digest[:32]}") & 0xFFFFFFFFFFFFFFFF
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with caplog.at_level(logging.DEBUG), per_key_lock(engine, prefix)(secret, 5):
+            # The lock's session dies while held (a failover, a network drop): its release fails.
+            with admin.connect() as conn:
+                killed = conn.execute(text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND classid = :hi AND objid = :lo "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+                    {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalars().all()
+            assert killed == [True]
+    finally:
+        admin.dispose()
+        engine.dispose()
+    assert metrics.LOCK_RELEASE_FAILURES.labels(prefix)._value.get() == before + 1
+    labels = {sample.labels["lock"] for family in metrics.LOCK_RELEASE_FAILURES.collect()
+              for sample in family.samples}
+    assert all(digest[:8] not in label for label in labels) and prefix in labels
+    assert digest[:8] not in caplog.text and secret not in caplog.text
