@@ -23,7 +23,7 @@ import http.client
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import requests
 import urllib3.exceptions
@@ -253,9 +253,10 @@ def request(session: requests.Session, method: str, url: str, *, deadline: float
             **kwargs: Any) -> requests.Response:
     """One HTTP call that ends, answer read, within ``deadline`` seconds, with a body of at
     most ``max_bytes`` (``response.content`` holds it); ``connect_timeout`` and
-    ``read_timeout`` may bound each connect and each read further. Redirects are not followed. Any
-    status is returned; failures are OutboundError subclasses without URL or exception
-    text, raised with no exception chained."""
+    ``read_timeout`` may bound each connect and each read further. Redirects are not
+    followed. Any status is returned; failures are OutboundError subclasses without URL or
+    exception text, raised with no exception chained. The session needs a BoundedAdapter
+    (``mount``)."""
     adapter = session.get_adapter(url)
     if not isinstance(adapter, BoundedAdapter):
         raise TypeError("the session has no BoundedAdapter for this URL (outbound.mount)")
@@ -303,8 +304,7 @@ def request(session: requests.Session, method: str, url: str, *, deadline: float
             response.close()
     if failure is not None:
         raise failure  # outside the except: no exception (with its URL) chained or kept as context
-    assert response is not None
-    return response
+    return cast(requests.Response, response)
 
 
 def _read(response: requests.Response, limit: int) -> bytes:

@@ -75,9 +75,12 @@ class PowerDnsClient:
                                         deadline=timeout or DEFAULT_TIMEOUT, max_bytes=MAX_ANSWER_BYTES)
         except outbound.TimedOut:
             failure = PowerDnsError(f"PowerDNS did not answer {what} in time")
-        except outbound.OutboundError as exc:
-            # The module's own words: never the URL.
-            failure = PowerDnsError(f"PowerDNS gave no usable answer to {what} ({exc})", transient=not exc.permanent)
+        except outbound.Unreachable as exc:
+            # Never the exception's text: it carries the URL.
+            failure = PowerDnsError(f"PowerDNS could not be reached for {what} ({exc.kind})",
+                                    transient=not exc.permanent)
+        except outbound.OutboundError as exc:  # too large; a header that cannot be sent
+            failure = PowerDnsError(f"PowerDNS gave no usable answer to {what}: {exc}", transient=not exc.permanent)
         if failure is not None:
             raise failure from None
         if response.status_code in ok:
