@@ -32,9 +32,10 @@ class FakeServer:
     # How soon stop() is noticed by the serving thread.
     poll_interval = 0.01
     # A trickled answer: the body padded (with JSON/XML whitespace) to trickle_length
-    # bytes, trickle_step bytes every trickle_interval seconds: 40 B/s for a minute.
-    trickle_step = 40
-    trickle_interval = 1.0
+    # bytes, trickle_step bytes every trickle_interval seconds: 40 B/s for a minute, each
+    # piece well within any read timeout a test gives (so only a total deadline ends it).
+    trickle_step = 20
+    trickle_interval = 0.5
     trickle_length = 2400
     trickle_headers = False
 

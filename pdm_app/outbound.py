@@ -199,7 +199,8 @@ class DeadlineRetry(Retry):
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
         new_retry = super().increment(method, url, response, error, _pool, _stacktrace)
         watch = _watch()
-        if watch is not None and (watch.fired or watch.remaining() < _MIN_ATTEMPT):
+        # No attempt that would start (after its backoff) with no time left.
+        if watch is not None and (watch.fired or watch.remaining() - new_retry.get_backoff_time() < _MIN_ATTEMPT):
             raise MaxRetryError(_pool, url, error or ResponseError("deadline spent"))  # type: ignore[arg-type]
         return new_retry
 

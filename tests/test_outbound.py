@@ -107,7 +107,7 @@ def test_a_trickled_body_is_cut_at_the_deadline(server):
 
 
 def test_trickled_headers_are_cut_at_the_deadline(server):
-    server.trickle_step, server.trickle_headers = 1, True  # one byte a second from the status line on
+    server.trickle_step, server.trickle_headers = 1, True  # a byte every half second from the status line on
     with pytest.raises(outbound.TimedOut):
         outbound.request(session(), "GET", server.url + "/trickle", deadline=1.0, max_bytes=10_000)
     wait_for(lambda: server.trickled)
@@ -132,9 +132,13 @@ def test_retries_stop_at_the_deadline(server):
     # Without the deadline this Retry would call a thousand times.
     retry = outbound.DeadlineRetry(total=1000, status=1000, backoff_factor=0.2, backoff_max=0.3,
                                    status_forcelist=(503,), raise_on_status=False, respect_retry_after_header=False)
-    # When the deadline is spent the last answer is what the caller gets (raise_on_status=False).
-    answer = outbound.request(session(retry), "GET", server.url + "/busy", deadline=1.0, max_bytes=100)
-    assert answer.status_code == 503
+    # Once no time is left for another attempt, the caller gets the last answer
+    # (raise_on_status=False) -- or, when an attempt was under way at the deadline, TimedOut.
+    try:
+        assert outbound.request(session(retry), "GET", server.url + "/busy", deadline=1.0,
+                                max_bytes=100).status_code == 503
+    except outbound.TimedOut:
+        pass
     assert 2 <= len(server.calls) < 100
 
 
