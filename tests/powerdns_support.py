@@ -48,7 +48,7 @@ class Call(NamedTuple):
 
 @dataclass
 class _Fault:
-    kind: str  # "fail", "lose_reply" or "hold"
+    kind: str  # "fail", "lose_reply", "hold" or "trickle"
     method: str
     path_re: re.Pattern
     times: int
@@ -111,6 +111,11 @@ class FaultProxy(FakeServer):
         the connection is closed without an answer."""
         self._add(_Fault("lose_reply", method.upper(), re.compile(path_re), times))
 
+    def trickle(self, method: str, path_re: str, times: int = 1) -> None:
+        """The next ``times`` matching requests reach PowerDNS; its answer is relayed slowly
+        (``FakeServer._trickle``: 40 bytes a second, ``trickled`` counts what got out)."""
+        self._add(_Fault("trickle", method.upper(), re.compile(path_re), times))
+
     def hold(self, method: str, path_re: str, times: int = 1) -> Hold:
         """The next ``times`` matching requests wait, unforwarded, until ``release()``."""
         held = Hold()
@@ -171,6 +176,10 @@ class FaultProxy(FakeServer):
         self._record(method, path, status)
         if fault is not None and fault.kind == "lose_reply":
             drop(handler)
+            return
+        if fault is not None and fault.kind == "trickle":
+            kind = next((v for k, v in answer_headers if k.lower() == "content-type"), "application/json")
+            self._trickle(handler, status, answer_body, kind)
             return
         try:
             handler.send_response(status, reason)

@@ -353,6 +353,21 @@ def test_an_odd_answer_to_a_read_is_a_transient_failure_then_converges(app, powe
     assert_tenant_right(powerdns, api, "acme")
 
 
+def test_a_trickled_answer_is_cut_at_the_calls_deadline(powerdns, powerdns_proxy):
+    """PowerDNS's zone list relayed at 40 bytes a second: each read gets bytes in time, so
+    only a deadline on the whole call ends it."""
+    pdns = PowerDnsClient(powerdns_proxy.url, powerdns.api_key)
+    powerdns_proxy.trickle("GET", r"/zones$")
+    with pytest.raises(PowerDnsError) as err:
+        pdns.list_zones(timeout=1.0)
+    assert err.value.transient is True and "in time" in str(err.value)
+    end = time.monotonic() + 30  # safety net: the proxy records the cut when its next write fails
+    while not powerdns_proxy.trickled and time.monotonic() < end:
+        time.sleep(0.05)
+    assert powerdns_proxy.trickled and powerdns_proxy.trickled[0] < powerdns_proxy.trickle_length // 4
+    assert isinstance(pdns.list_zones(timeout=5.0), list)
+
+
 def test_the_client_turns_odd_answers_into_transient_errors(powerdns, powerdns_proxy):
     pdns = PowerDnsClient(powerdns_proxy.url, powerdns.api_key)
     for kind, (body, content_type) in sorted(ODD_ANSWERS.items()):
