@@ -297,6 +297,13 @@ def test_a_deeply_nested_answer_is_a_registrar_error(registrar, fake):
     assert err.value.code == "registrar-error"
 
 
+def test_an_answer_past_the_size_cap_is_a_registrar_error(registrar, fake):
+    fake.inject("raw", body=domain_info_answer('{"Type": "Name Servers", "NameServers": []}') + " " * (2 << 20))
+    with pytest.raises(RegistrarFailure) as err:
+        registrar.validate(DOMAIN, TOKEN, long())
+    assert err.value.code == "registrar-error" and "larger" in err.value.detail
+
+
 def test_a_trickled_answer_is_cut_at_the_deadline_and_the_key_let_go(fake):
     """40 bytes a second for a minute: each read gets bytes in time, so only a deadline on
     the whole call ends it -- and with it the hold on the key's lock."""

@@ -348,6 +348,14 @@ def test_a_trickled_answer_is_cut_at_the_budget(client, fake, headers):
     assert client.get_zone(DOMAIN).records == ZONE  # the client's lock was let go
 
 
+def test_an_answer_past_the_size_cap_is_a_transient_error(client, fake):
+    # A zone's answer is some KiB; a megabyte and more is not Dynadot's.
+    fake.inject("raw", body='{"GetDnsResponse": {"Status": "success"}}' + " " * (2 << 20))
+    with pytest.raises(RegistrarError) as err:
+        client.get_zone(DOMAIN)
+    assert err.value.transient is True and "larger than" in str(err.value)
+
+
 def test_a_deeply_nested_answer_is_a_registrar_error(client, fake):
     fake.inject("raw", body="[" * 100_000 + "]" * 100_000)
     with pytest.raises(RegistrarError) as err:
