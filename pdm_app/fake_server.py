@@ -5,6 +5,11 @@ A fake subclasses ``FakeServer``, names itself (``server_name``), may give the p
 API lives under (``api_path``), and implements ``_serve(handler, method)``. ``stop()``
 refuses connections until the next ``start()`` on the same port; the fake's state and
 faults persist, and requests held by a fault are woken (``_stopping``).
+
+``_trickle`` answers slowly -- ``trickle_step`` bytes every ``trickle_interval`` seconds,
+the body only or (``trickle_headers``) from the status line on -- and records in
+``trickled`` how much got out before the client hung up: a client with a total deadline
+hangs up early, one that bounds only each read waits for all of it.
 """
 from __future__ import annotations
 
@@ -26,6 +31,13 @@ class FakeServer:
     api_path = ""
     # How soon stop() is noticed by the serving thread.
     poll_interval = 0.01
+    # A trickled answer: the body padded (with JSON/XML whitespace) to trickle_length
+    # bytes, trickle_step bytes every trickle_interval seconds: 40 B/s for a minute, each
+    # piece well within any read timeout a test gives (so only a total deadline ends it).
+    trickle_step = 20
+    trickle_interval = 0.5
+    trickle_length = 2400
+    trickle_headers = False
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.host = host
@@ -39,6 +51,7 @@ class FakeServer:
         # ``times`` left and the ``route`` it applies to, None for any).
         self._calls: list[Any] = []
         self._faults: list[Any] = []
+        self._trickled: list[int] = []
 
     @property
     def url(self) -> str:
@@ -82,6 +95,34 @@ class FakeServer:
     def calls(self) -> list[Any]:
         with self._lock:
             return deepcopy(self._calls)
+
+    @property
+    def trickled(self) -> list[int]:
+        """For each trickled answer, the bytes of its slow part the client took (the last
+        write before a hang-up may count although it was never read)."""
+        with self._lock:
+            return list(self._trickled)
+
+    def _trickle(self, handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str) -> None:
+        body = body + b" " * max(0, self.trickle_length - len(body))
+        head = (f"HTTP/1.1 {status} Trickle\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        slow = head + body if self.trickle_headers else body
+        handler.close_connection = True
+        sent = 0
+        try:
+            if not self.trickle_headers:
+                handler.wfile.write(head)
+            while sent < len(slow):
+                handler.wfile.write(slow[sent:sent + self.trickle_step])
+                handler.wfile.flush()
+                sent = min(len(slow), sent + self.trickle_step)
+                if sent < len(slow) and self._stopping.wait(self.trickle_interval):
+                    break
+        except OSError:
+            pass  # the client hung up
+        with self._lock:
+            self._trickled.append(sent)
 
     def reset_calls(self) -> None:
         with self._lock:

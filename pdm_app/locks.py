@@ -32,11 +32,16 @@ class LockTimeout(Exception):
 
 
 class DatabaseLock:
-    """One holder at a time per name, deployment-wide. Not re-entrant."""
+    """One holder at a time per name, deployment-wide. Not re-entrant.
 
-    def __init__(self, engine: Engine, name: str):
+    ``label`` names the lock in metrics and logs (default: ``name``): one of a few fixed
+    words, since a name may be derived from a secret (``per_key_lock``) and a metric label
+    must not be, nor take a value per customer."""
+
+    def __init__(self, engine: Engine, name: str, *, label: str | None = None):
         self.engine = engine
         self.name = name
+        self.label = label or name
         self._conn: Connection | None = None
         self._fd: int | None = None
         # flock and advisory locks are shared by the threads of one holder, so threads of
@@ -124,7 +129,7 @@ class DatabaseLock:
                 {"hi": key >> 32, "lo": key & 0xFFFFFFFF},
             ).scalar()
         except Exception as exc:
-            log.warning("lock %s: its connection is gone (%s)", self.name, type(exc).__name__)
+            log.warning("lock %s: its connection is gone (%s)", self.label, type(exc).__name__)
             return False
         return bool(held)
 
@@ -138,9 +143,10 @@ class DatabaseLock:
                     raise RuntimeError("the server says this session did not hold it")
         except Exception as exc:
             # A broken connection took the lock with it; make sure the pool forgets it.
-            metrics.LOCK_RELEASE_FAILURES.labels(self.name).inc()
-            log.warning("releasing lock %s failed (%s: %s); it was lost before", self.name, type(exc).__name__,
-                        str(exc)[:200])
+            metrics.LOCK_RELEASE_FAILURES.labels(self.label).inc()
+            # The type only: the driver's text quotes the statement's parameters, the lock's
+            # key among them (derived from a customer's key, for per_key_lock).
+            log.warning("releasing lock %s failed (%s); it was lost before", self.label, type(exc).__name__)
             if self._conn is not None:
                 self._conn.invalidate()
         finally:
@@ -151,7 +157,7 @@ class DatabaseLock:
             try:
                 self._conn.close()
             except Exception as exc:  # already broken: the server dropped the lock with it
-                log.debug("closing the connection of lock %s failed: %s", self.name, type(exc).__name__)
+                log.debug("closing the connection of lock %s failed: %s", self.label, type(exc).__name__)
             self._conn = None
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
@@ -171,11 +177,12 @@ class DatabaseLock:
 def per_key_lock(engine: Engine, prefix: str):
     """``lock(secret, timeout)``: a context manager holding a deployment-wide lock named
     after a hash of ``secret`` (never the secret); TimeoutError when it cannot be had in
-    ``timeout`` seconds. One call in flight per customer API key."""
+    ``timeout`` seconds. One call in flight per customer API key. Metrics and logs name
+    these locks by ``prefix`` alone."""
 
     @contextlib.contextmanager
     def lock(secret: str, timeout: float):
-        held = DatabaseLock(engine, f"{prefix}-{hashlib.sha256(secret.encode()).hexdigest()[:32]}")
+        held = DatabaseLock(engine, f"{prefix}-{hashlib.sha256(secret.encode()).hexdigest()[:32]}", label=prefix)
         if not held.acquire(timeout=max(timeout, 0)):
             raise TimeoutError(f"{prefix}: busy")
         try:

@@ -11,13 +11,13 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
+from typing import Callable, TypeVar
 
 from publicsuffixlist import PublicSuffixList
 from sqlalchemy.orm import sessionmaker
 
 from . import domain
-from .customer_registrars.base import CustomerRegistrar, Deadline, RegistrarFailure
+from .customer_registrars.base import CustomerRegistrar, Deadline, RegistrarFailure, Unsupported
 from .domain import DomainError
 from .unit_of_work import UnitOfWork
 
@@ -29,6 +29,8 @@ SET_NS_BUDGET = 25.0
 MIN_NAMESERVERS, MAX_NAMESERVERS = 2, 13
 # History rows of these requests: pool_domain "registrar:<name>", subdomain the domain.
 HISTORY_PREFIX = "registrar:"
+
+T = TypeVar("T")
 
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _ICANN = PublicSuffixList(only_icann=True)
@@ -70,6 +72,22 @@ def check_nameservers(names: list[str]) -> None:
     if bad:
         raise DomainError("invalid-nameservers", f"{bad[0]!r} is not a nameserver host name (like ns1.example.net)",
                           422)
+
+
+def _guarded(adapter: CustomerRegistrar, action: str, name: str, run: Callable[[], T]) -> T:
+    """``run()``, with any exception but a RegistrarFailure turned into one (502
+    registrar-error): an answer no adapter foresaw must not become a 500 without a history
+    row. Logged by type only -- an exception's text may hold a URL, and with it a secret."""
+    failure: RegistrarFailure | None = None
+    try:
+        return run()
+    except RegistrarFailure:
+        raise
+    except Exception as exc:
+        log.error("%s %s %s: unexpected %s from the adapter", adapter.name, action, name, type(exc).__name__)
+        failure = RegistrarFailure(f"{adapter.name}'s answer could not be understood; try again in a few minutes, "
+                                   "and if it keeps happening contact support")
+    raise failure  # outside the except: the original is neither chained nor kept as context
 
 
 @dataclass(frozen=True)
@@ -133,7 +151,7 @@ class NameserverService:
     def validate(self, registrar: str, raw_domain: str, token: str, caller: str) -> Validated:
         adapter, name = self._inputs(registrar, raw_domain, token)
         try:
-            adapter.validate(name, token, Deadline(VALIDATE_BUDGET))
+            _guarded(adapter, "validate", name, lambda: adapter.validate(name, token, Deadline(VALIDATE_BUDGET)))
         except RegistrarFailure as failure:
             self._record(adapter.name, name, "validate", caller, [], failure.code)
             raise self._refusal(failure, adapter.name, name) from None
@@ -150,19 +168,30 @@ class NameserverService:
         check_nameservers(wanted)
         deadline = Deadline(SET_NS_BUDGET)
         applies_later = bool(getattr(adapter, "applies_later", False))
-        try:
-            adapter.validate(name, token, deadline)
-            current = adapter.get_nameservers(name, token, deadline)
-            written = sorted(current) != sorted(wanted)
-            if written:  # an identical list is not written again
+
+        def flip() -> tuple[list[str], bool]:
+            if not adapter.sets_nameservers:
+                # Refused before any call: checking the credentials first would only
+                # delay (or, with the provider slow, hide) an answer that cannot change.
                 adapter.set_nameservers(name, token, wanted, deadline)
+                raise Unsupported(f"{adapter.name} cannot set a domain's nameservers")
+            adapter.validate(name, token, deadline)
+            found = adapter.get_nameservers(name, token, deadline)
+            changed = sorted(found) != sorted(wanted)
+            if changed:  # an identical list is not written again
+                adapter.set_nameservers(name, token, wanted, deadline)
+            return found, changed
+
+        try:
+            current, written = _guarded(adapter, "set-ns", name, flip)
         except RegistrarFailure as failure:
             self._record(adapter.name, name, "set-ns", caller, wanted, failure.code)
             raise self._refusal(failure, adapter.name, name) from None
         read_back: list[str] | None = current
         if written:
             try:
-                read_back = adapter.get_nameservers(name, token, deadline)
+                read_back = _guarded(adapter, "set-ns read-back", name,
+                                     lambda: adapter.get_nameservers(name, token, deadline))
             except RegistrarFailure as failure:
                 # The write went through; only the confirmation is missing.
                 log.info("%s set-ns %s: read-back failed (%s)", adapter.name, name, failure.code)

@@ -48,13 +48,14 @@ class Call(NamedTuple):
 
 @dataclass
 class _Fault:
-    kind: str  # "fail", "lose_reply" or "hold"
+    kind: str  # "fail", "lose_reply", "hold" or "trickle"
     method: str
     path_re: re.Pattern
     times: int
     status: int = 500
     body: bytes = b""
     hold: "Hold | None" = None
+    content_type: str = "text/plain"
 
     def matches(self, method: str, path: str) -> bool:
         return self.times > 0 and self.method == method and self.path_re.search(path) is not None
@@ -97,15 +98,23 @@ class FaultProxy(FakeServer):
         return fault
 
     def fail(self, method: str, path_re: str, status: int = 500, body: str = "Internal Server Error",
-             times: int = 1) -> None:
+             times: int = 1, content_type: str = "text/plain") -> None:
         """The next ``times`` matching requests are answered ``status``/``body`` (plain
-        text, as PowerDNS's own 500s) without reaching PowerDNS."""
-        self._add(_Fault("fail", method.upper(), re.compile(path_re), times, status, body.encode()))
+        text, as PowerDNS's own 500s) without reaching PowerDNS. Also what a proxy in
+        front of it may say: an HTML error page with 200 (``content_type="text/html"``),
+        or JSON nested far too deep."""
+        self._add(_Fault("fail", method.upper(), re.compile(path_re), times, status, body.encode(),
+                         content_type=content_type))
 
     def lose_reply(self, method: str, path_re: str, times: int = 1) -> None:
         """The next ``times`` matching requests reach PowerDNS (which applies them); then
         the connection is closed without an answer."""
         self._add(_Fault("lose_reply", method.upper(), re.compile(path_re), times))
+
+    def trickle(self, method: str, path_re: str, times: int = 1) -> None:
+        """The next ``times`` matching requests reach PowerDNS; its answer is relayed slowly
+        (``FakeServer._trickle``: 40 bytes a second, ``trickled`` counts what got out)."""
+        self._add(_Fault("trickle", method.upper(), re.compile(path_re), times))
 
     def hold(self, method: str, path_re: str, times: int = 1) -> Hold:
         """The next ``times`` matching requests wait, unforwarded, until ``release()``."""
@@ -147,7 +156,7 @@ class FaultProxy(FakeServer):
         fault = self._fault_for(method, path)
         if fault is not None and fault.kind == "fail":
             self._record(method, path, fault.status)
-            send(handler, fault.status, fault.body, "text/plain")
+            send(handler, fault.status, fault.body, fault.content_type)
             return
         if fault is not None and fault.kind == "hold":
             fault.hold.arrived.set()
@@ -167,6 +176,10 @@ class FaultProxy(FakeServer):
         self._record(method, path, status)
         if fault is not None and fault.kind == "lose_reply":
             drop(handler)
+            return
+        if fault is not None and fault.kind == "trickle":
+            kind = next((v for k, v in answer_headers if k.lower() == "content-type"), "application/json")
+            self._trickle(handler, status, answer_body, kind)
             return
         try:
             handler.send_response(status, reason)

@@ -281,6 +281,45 @@ def test_get_nameservers_that_cannot_be_read_is_a_registrar_error(registrar, fak
     assert type(err.value) is RegistrarFailure and DOMAIN in err.value.detail
 
 
+def test_a_host_index_that_is_no_number_is_skipped_not_an_exception(registrar, fake):
+    # "Host³": str.isdigit() says yes to "³", int() does not.
+    fake.inject("raw", route="domain_info", body=domain_info_answer('{"Type": "Dynadot DNS"}'))
+    fake.inject("raw", route="get_ns", body='{"GetNsResponse": {"ResponseCode": 0, "Status": "success", '
+                                            '"NsContent": {"Host\u00b3": "ns9.example.net", '
+                                            '"Host0": "ns1.example.net", "Host1": "ns2.example.net"}}}')
+    assert registrar.get_nameservers(DOMAIN, TOKEN, long()) == ["ns1.example.net", "ns2.example.net"]
+
+
+def test_a_deeply_nested_answer_is_a_registrar_error(registrar, fake):
+    fake.inject("raw", body="[" * 100_000 + "]" * 100_000)
+    with pytest.raises(RegistrarFailure) as err:
+        registrar.validate(DOMAIN, TOKEN, long())
+    assert err.value.code == "registrar-error"
+
+
+def test_an_answer_past_the_size_cap_is_a_registrar_error(registrar, fake):
+    fake.inject("raw", body=domain_info_answer('{"Type": "Name Servers", "NameServers": []}') + " " * (2 << 20))
+    with pytest.raises(RegistrarFailure) as err:
+        registrar.validate(DOMAIN, TOKEN, long())
+    assert err.value.code == "registrar-error" and "larger" in err.value.detail
+
+
+def test_a_trickled_answer_is_cut_at_the_deadline_and_the_key_let_go(fake):
+    """40 bytes a second for a minute: each read gets bytes in time, so only a deadline on
+    the whole call ends it -- and with it the hold on the key's lock."""
+    locks = LocalKeyLocks()
+    registrar = DynadotRegistrar(fake.url, key_lock=locks)
+    fake.inject("trickle")
+    with pytest.raises(ApiUnavailable):
+        registrar.validate(DOMAIN, TOKEN, Deadline(1.0))
+    assert len(locks) == 0
+    end = time.monotonic() + 30  # safety net: the fake records the cut when its next write fails
+    while not fake.trickled and time.monotonic() < end:
+        time.sleep(0.05)
+    assert fake.trickled and fake.trickled[0] < fake.trickle_length // 4
+    assert registrar.validate(DOMAIN, TOKEN, long()) is None
+
+
 # -- set ------------------------------------------------------------------------------------
 
 def test_set_nameservers_then_read_back(registrar, fake):

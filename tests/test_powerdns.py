@@ -21,7 +21,7 @@ from powerdns_support import assert_tenant_gone, query, validate_chain
 
 from pdm_app import create_app
 from pdm_app.domain import utcnow
-from pdm_app.powerdns.client import PowerDnsClient
+from pdm_app.powerdns.client import PowerDnsClient, PowerDnsError
 
 LB = "198.51.100.7"
 OTHER_LB = "203.0.113.20"
@@ -356,6 +356,63 @@ def test_a_5xx_at_each_commit_step_converges(app, powerdns, powerdns_proxy, api,
     powerdns_proxy.clear_faults()
     assert pass_now(app)
     assert_tenant_right(powerdns, api, "acme")
+
+
+# What a proxy in front of PowerDNS may answer with 200, and JSON PowerDNS would never send.
+ODD_ANSWERS = {
+    "html": ("<html><body><h1>502 Bad Gateway</h1><hr><center>nginx</center></body></html>", "text/html"),
+    "nested": ("[" * 100_000 + "]" * 100_000, "application/json"),
+    "shape": ('{"name": "x.", "rrsets": [{"name": "x.", "type": "A", "ttl": "300", "records": {"x": 1}}]}',
+              "application/json"),
+}
+POOL_RE = POOL.replace(".", "[.]")
+READS = {"pool zone": rf"/zones/{POOL_RE}\.$", "zone list": r"/zones$", "pool keys": rf"/zones/{POOL_RE}\./cryptokeys$"}
+
+
+@pytest.mark.parametrize("answer", sorted(ODD_ANSWERS))
+@pytest.mark.parametrize("read", sorted(READS))
+def test_an_odd_answer_to_a_read_is_a_transient_failure_then_converges(app, powerdns, powerdns_proxy, api, answer,
+                                                                       read):
+    _ready_pool(app, powerdns_proxy)
+    client = app.test_client()
+    token = reserve(client, "acme")
+    body, content_type = ODD_ANSWERS[answer]
+    powerdns_proxy.fail("GET", READS[read], status=200, body=body, content_type=content_type)
+    reply = commit(client, "acme", token)
+    assert reply.status_code == 202, reply.get_json()  # waits in the queue, as after a 5xx
+    dns = client.get("/healthz").get_json()["dns"][POOL]
+    assert dns["pendingChanges"] == 1 and "PowerDNS answered" in dns["lastError"], dns
+    assert "nginx" not in dns["lastError"]  # the page itself is not quoted
+    assert_no_lame_delegation(api)
+    powerdns_proxy.clear_faults()
+    assert pass_now(app)
+    assert_tenant_right(powerdns, api, "acme")
+
+
+def test_a_trickled_answer_is_cut_at_the_calls_deadline(powerdns, powerdns_proxy):
+    """PowerDNS's zone list relayed at 40 bytes a second: each read gets bytes in time, so
+    only a deadline on the whole call ends it."""
+    pdns = PowerDnsClient(powerdns_proxy.url, powerdns.api_key)
+    powerdns_proxy.trickle("GET", r"/zones$")
+    with pytest.raises(PowerDnsError) as err:
+        pdns.list_zones(timeout=1.0)
+    assert err.value.transient is True and "in time" in str(err.value)
+    end = time.monotonic() + 30  # safety net: the proxy records the cut when its next write fails
+    while not powerdns_proxy.trickled and time.monotonic() < end:
+        time.sleep(0.05)
+    assert powerdns_proxy.trickled and powerdns_proxy.trickled[0] < powerdns_proxy.trickle_length // 4
+    assert isinstance(pdns.list_zones(timeout=5.0), list)
+
+
+def test_the_client_turns_odd_answers_into_transient_errors(powerdns, powerdns_proxy):
+    pdns = PowerDnsClient(powerdns_proxy.url, powerdns.api_key)
+    for kind, (body, content_type) in sorted(ODD_ANSWERS.items()):
+        for call, path in ((pdns.list_zones, r"/zones$"), (lambda: pdns.get_zone(POOL), READS["pool zone"])):
+            powerdns_proxy.fail("GET", path, status=200, body=body, content_type=content_type)
+            with pytest.raises(PowerDnsError) as err:
+                call()
+            assert err.value.transient is True, (kind, call)
+    assert isinstance(pdns.list_zones(), list)  # the faults are used up; the real answers read
 
 
 @pytest.mark.parametrize("method,path", [s for s in COMMIT_STEPS if s[0] != "GET"],

@@ -113,7 +113,9 @@ def test_empty_lists_are_an_empty_zone_but_missing_lists_are_refused(client, fak
                      '{"Type": "Dynadot DNS", "MainDomains": [{"Value": "1.2.3.4"}], "SubDomains": []}',
                      '{"Type": "Dynadot DNS", "MainDomains": [{"RecordType": "A"}], "SubDomains": []}',
                      '{"Type": "Dynadot DNS", "MainDomains": [], "SubDomains": [{"RecordType": "A", "Value": "x"}]}',
-                     '{"Type": "Dynadot DNS", "MainDomains": [], "SubDomains": [], "TTL": "soon"}'):
+                     '{"Type": "Dynadot DNS", "MainDomains": [], "SubDomains": [], "TTL": "soon"}',
+                     # str.isdigit() says yes to a superscript digit; int() does not.
+                     '{"Type": "Dynadot DNS", "MainDomains": [], "SubDomains": [], "TTL": "\u00b3"}'):
         fake.inject("raw", body='{"GetDnsResponse": {"ResponseCode": "0", "Status": "success", "GetDns": '
                                 f'{{"NameServerSettings": {settings}}}}}}}')
         with pytest.raises(UnreadableZone) as err:
@@ -321,6 +323,44 @@ def test_timeout_bounds_the_call_including_retries(fake):
     with pytest.raises(RegistrarError):
         client.get_zone(DOMAIN, timeout=1.0)
     assert 1 <= len(commands(fake)) <= 3, commands(fake)
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    """Safety net only: wait until the fake has recorded what a test asserts on."""
+    end = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < end:
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("headers", [False, True], ids=["body", "headers"])
+def test_a_trickled_answer_is_cut_at_the_budget(client, fake, headers):
+    """40 bytes a second for a minute (or a byte every half second from the status line on): each
+    read gets bytes within the read timeout, so only the call's budget ends it."""
+    fake.trickle_headers = headers
+    if headers:
+        fake.trickle_step = 1
+    fake.inject("trickle", command="get_dns")
+    with pytest.raises(RegistrarError) as err:
+        client.get_zone(DOMAIN, timeout=1.0)
+    assert err.value.transient is True
+    wait_for(lambda: fake.trickled)
+    assert fake.trickled and fake.trickled[0] < (60 if headers else fake.trickle_length // 4)
+    assert client.get_zone(DOMAIN).records == ZONE  # the client's lock was let go
+
+
+def test_an_answer_past_the_size_cap_is_a_transient_error(client, fake):
+    # A zone's answer is some KiB; a megabyte and more is not Dynadot's.
+    fake.inject("raw", body='{"GetDnsResponse": {"Status": "success"}}' + " " * (2 << 20))
+    with pytest.raises(RegistrarError) as err:
+        client.get_zone(DOMAIN)
+    assert err.value.transient is True and "larger than" in str(err.value)
+
+
+def test_a_deeply_nested_answer_is_a_registrar_error(client, fake):
+    fake.inject("raw", body="[" * 100_000 + "]" * 100_000)
+    with pytest.raises(RegistrarError) as err:
+        client.get_zone(DOMAIN)
+    assert err.value.transient is True and "unreadable answer" in str(err.value)
 
 
 def test_a_write_the_client_gave_up_on_lands_late(client, fake):

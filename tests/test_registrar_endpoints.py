@@ -3,6 +3,7 @@
 the history of every attempt, and the customer's token nowhere but its own provider."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import uuid
@@ -10,12 +11,16 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import pytest
+from sqlalchemy import create_engine, text
 
+from pdm_app import metrics
 from pdm_app.customer_registrars.fake_cloudflare import FakeCloudflare
 from pdm_app.customer_registrars.fake_dynadot_ns import FakeDynadot
 from pdm_app.customer_registrars.fake_godaddy import FakeGodaddy
 from pdm_app.customer_registrars.fake_namecheap import FakeNamecheap
 from pdm_app.customer_registrars.fake_ovh import FakeOvh
+from pdm_app.db import make_engine
+from pdm_app.locks import advisory_key, per_key_lock
 
 DOMAIN = "acme-example.com"
 NEW_NS = ["ns1.sovereign.example.net", "ns2.sovereign.example.net"]
@@ -274,3 +279,101 @@ def test_ovh_applies_the_flip_later_and_a_later_flip_sees_it(db_url, app_factory
         assert again["written"] is False and again["matches"] is True and again["readBack"] == NEW_NS
     finally:
         made.fake.stop()
+
+
+def history_outcomes(client, name):
+    events = client.get(f"/api/v1/registrar/{name}/history?domain={DOMAIN}").get_json()["events"]
+    return [(e["action"], e["detail"].split()[0]) for e in events]
+
+
+def test_set_ns_at_a_provider_that_cannot_set_them_is_refused_before_any_call(db_url, app_factory):
+    made = cloudflare_kit()
+    try:
+        made.fake.inject("timeout", 10)  # Cloudflare slow: asking it first would end in a 502 much later
+        client = app_factory(db_url, customer_registrar_urls={"cloudflare": made.fake.url}).test_client()
+        answer = post(client, made, "set-ns", domain=DOMAIN, token=made.token, nameservers=NEW_NS)
+        body = answer.get_json()
+        assert answer.status_code == 422 and body["error"] == "unsupported-operation", body
+        assert "registrar where" in body["detail"] and body["registrar"] == "cloudflare"
+        assert made.fake.calls == []
+        assert history_outcomes(client, "cloudflare") == [("set-ns", "outcome=unsupported-operation")]
+    finally:
+        made.fake.stop()
+
+
+# Nested far past any parser's recursion limit.
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("name", ["cloudflare", "dynadot", "godaddy", "ovh"])
+@pytest.mark.parametrize("operation", ["validate", "set-ns"])
+def test_a_deeply_nested_answer_is_a_502_registrar_error_with_a_history_row(db_url, app_factory, name, operation):
+    made = KITS[name]()
+    try:
+        made.fake.inject("raw", 10, status=200, body=DEEP)
+        client = app_factory(db_url, customer_registrar_urls={name: made.fake.url}, **made.settings).test_client()
+        answer = post(client, made, operation, domain=DOMAIN, token=made.token, nameservers=NEW_NS)
+        if operation == "set-ns" and not made.can_set:
+            assert answer.status_code == 422  # refused before any call
+            return
+        body = answer.get_json()
+        assert answer.status_code == 502 and body["error"] == "registrar-error", body
+        assert history_outcomes(client, name) == [(operation, "outcome=registrar-error")]
+    finally:
+        made.fake.stop()
+
+
+@pytest.mark.parametrize("operation", ["validate", "set-ns"])
+def test_an_unexpected_exception_in_an_adapter_is_a_logged_502_with_a_history_row(db_url, app_factory, caplog,
+                                                                                     operation):
+    made = godaddy_kit()
+    try:
+        app = app_factory(db_url, customer_registrar_urls={"godaddy": made.fake.url})
+        adapter = app.extensions["pdm"].nameservers.registry["godaddy"]
+
+        def broken(*args, **kwargs):
+            raise KeyError(f"https://api.example/?key={made.token}")
+
+        adapter.validate = broken
+        client = app.test_client()
+        with caplog.at_level(logging.INFO):
+            answer = post(client, made, operation, domain=DOMAIN, token=made.token, nameservers=NEW_NS)
+        body = answer.get_json()
+        assert answer.status_code == 502 and body["error"] == "registrar-error", body
+        assert history_outcomes(client, "godaddy") == [(operation, "outcome=registrar-error")]
+        assert "KeyError" in caplog.text
+        assert made.token not in caplog.text and "api.example" not in caplog.text and made.token not in str(body)
+    finally:
+        made.fake.stop()
+
+
+def test_a_lost_per_key_lock_is_counted_under_its_prefix_alone(postgres_url, caplog):
+    """A customer key's lock is named after a hash of the key: the metric of a failed
+    release must carry neither that nor any value per customer -- only the prefix."""
+    secret = "customer-key-" + uuid.uuid4().hex
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    prefix = "pdm-dynadot-customer"
+    engine = make_engine(postgres_url)
+    before = metrics.LOCK_RELEASE_FAILURES.labels(prefix)._value.get()
+    key = advisory_key(f"{prefix}-{digest[:32]}") & 0xFFFFFFFFFFFFFFFF
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with caplog.at_level(logging.DEBUG), per_key_lock(engine, prefix)(secret, 5):
+            # The lock's session dies while held (a failover, a network drop): its release fails.
+            with admin.connect() as conn:
+                killed = conn.execute(text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND classid = :hi AND objid = :lo "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+                    {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalars().all()
+            assert killed == [True]
+    finally:
+        admin.dispose()
+        engine.dispose()
+    assert metrics.LOCK_RELEASE_FAILURES.labels(prefix)._value.get() == before + 1
+    labels = {sample.labels["lock"] for family in metrics.LOCK_RELEASE_FAILURES.collect()
+              for sample in family.samples}
+    assert all(digest[:8] not in label for label in labels) and prefix in labels
+    assert "releasing lock pdm-dynadot-customer failed" in caplog.text
+    for derived in (digest[:8], secret, str(advisory_key(f"{prefix}-{digest[:32]}"))):
+        assert derived not in caplog.text

@@ -27,6 +27,7 @@ from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import get_input_stream
 
+from ..bounded_json import too_deep as _too_deep
 from .errors import ApiError
 
 # Every body of the contract is a flat object; clients may add fields we ignore.
@@ -79,32 +80,6 @@ def read_body() -> bytes:
     body = b"".join(chunks)
     request._pdm_body = body
     return body
-
-
-def _too_deep(text: str, limit: int) -> bool:
-    """Whether JSON ``text`` nests arrays/objects deeper than ``limit`` (brackets inside
-    strings do not count). Linear; runs before the recursive parser sees the text."""
-    if text.count("[") + text.count("{") <= limit:
-        return False
-    depth = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif ch in "]}":
-            depth -= 1
-    return False
 
 
 def _refuse_constant(name: str):

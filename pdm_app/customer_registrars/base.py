@@ -17,9 +17,14 @@ from typing import Any, Callable, ContextManager, Protocol
 
 import requests
 
+from .. import bounded_json, outbound
+
 # One provider call may take this long at most; a request as a whole gets a deadline of
 # its own (validate ~12 s, set-ns ~25 s: inside catalyst-api's 15 s / 30 s).
 CALL_TIMEOUT = 8.0
+# The largest answer read from a customer's provider: theirs are a domain, a zone, a page
+# of up to 100 domains -- a few KiB to tens of KiB.
+MAX_ANSWER_BYTES = 1024 * 1024
 USER_AGENT = "pool-domain-manager"
 MESSAGE_LIMIT = 200
 MAX_RETRY_AFTER = 3600.0
@@ -109,6 +114,10 @@ class Flip:
 class CustomerRegistrar(Protocol):
     name: str
     propagation: str
+    # False: the provider offers no way to set a domain's nameservers; ``set_nameservers``
+    # raises Unsupported (saying what to do instead) without any call, and set-ns is
+    # refused before anything is asked of the provider.
+    sets_nameservers: bool
 
     def validate(self, domain: str, token: str, deadline: Deadline) -> None:
         """The token is good and ``domain`` is in its account; else a RegistrarFailure."""
@@ -134,7 +143,7 @@ def split_token(token: str, parts: int, shape: str, *, at_least: int | None = No
 def new_session() -> requests.Session:
     """The session conventions of every adapter: no retries by the transport (the request's
     deadline decides), a plain user agent; ``call`` follows no redirect."""
-    session = requests.Session()
+    session = outbound.mount(requests.Session())
     session.headers["User-Agent"] = USER_AGENT
     # One session serves every customer: a cookie set for one must never go with another's call.
     session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
@@ -143,24 +152,35 @@ def new_session() -> requests.Session:
 
 def call(session: requests.Session, method: str, url: str, deadline: Deadline, *, what: str,
          **kwargs: Any) -> requests.Response:
-    """One HTTP call within the deadline. Transport errors, timeouts and 5xx are
-    ApiUnavailable with a message that names ``what`` -- never the exception's text,
-    which carries the URL and with it, for some providers, the customer's secret."""
+    """One HTTP call within the deadline -- the answer read whole, at most MAX_ANSWER_BYTES.
+    Transport errors, timeouts and 5xx are ApiUnavailable with a message that names
+    ``what`` -- never the exception's text, which carries the URL and with it, for some
+    providers, the customer's secret."""
     failure: RegistrarFailure | None = None
     try:
-        response = session.request(method, url, timeout=deadline.call_timeout(), allow_redirects=False, **kwargs)
-    except requests.Timeout:
+        response = outbound.request(session, method, url, deadline=deadline.call_timeout(),
+                                    max_bytes=MAX_ANSWER_BYTES, **kwargs)
+    except outbound.TimedOut:
         failure = ApiUnavailable(f"{what} did not answer in time; try again in a few minutes")
-    except (UnicodeError, requests.exceptions.InvalidHeader):
+    except outbound.Unsendable:
         # A credential that cannot travel in a header (the exception would hold it).
         failure = InvalidToken("the credentials hold characters no API key has; copy them again")
-    except requests.RequestException:
+    except outbound.TooLarge:
+        failure = RegistrarFailure(f"{what} sent an answer far larger than any it should; try again in a few "
+                                   "minutes, and if it keeps happening contact support")
+    except outbound.OutboundError:
         failure = ApiUnavailable(f"{what} could not be reached; try again in a few minutes")
     if failure is not None:
         raise failure from None
     if response.status_code >= 500:
         raise ApiUnavailable(f"{what} is having trouble (HTTP {response.status_code}); try again in a few minutes")
     return response
+
+
+def json_answer(response: requests.Response) -> Any:
+    """The answer's body as JSON; ``bounded_json.UnreadableJson`` (a ValueError) when it is
+    not JSON or is nested too deep to be any provider's answer."""
+    return bounded_json.parse(response.content)
 
 
 def seconds(value: Any) -> float | None:

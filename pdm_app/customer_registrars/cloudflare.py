@@ -61,6 +61,7 @@ from .base import (
     RegistrarFailure,
     Unsupported,
     call,
+    json_answer,
     new_session,
     retry_after,
     split_token,
@@ -103,6 +104,8 @@ class CloudflareRegistrar:
     and the error mapping."""
 
     name = "cloudflare"
+    # Cloudflare assigns a zone's nameservers (see the module text).
+    sets_nameservers = False
     propagation = "cloudflare: minutes, TLD up to 24 h"
 
     def __init__(self, base_url: str, *, session: requests.Session | None = None):
@@ -205,8 +208,8 @@ class CloudflareRegistrar:
 def _envelope(response: requests.Response) -> dict[str, Any] | None:
     """The JSON envelope, or None when the body is not one."""
     try:
-        body = response.json()
-    except (ValueError, RecursionError):
+        body = json_answer(response)
+    except ValueError:
         return None
     if not isinstance(body, dict) or not isinstance(body.get("success"), bool):
         return None

@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
+import re
 import threading
 from typing import Any, Callable, ContextManager, Iterator
 
@@ -58,6 +58,7 @@ from .base import (
     RegistrarFailure,
     call,
     clean_message,
+    json_answer,
     new_session,
     retry_after,
     split_token,
@@ -70,6 +71,8 @@ CREDENTIAL_SHAPE = "API_KEY or API_KEY:API_SECRET (the API key from your Dynadot
 PROPAGATION = "dynadot: 30–60 min"
 MAX_NAMESERVERS = 13  # set_ns takes ns0..ns12
 THROTTLE_BACKOFF = 60.0
+# ASCII digits only: str.isdigit() takes "³", which int() refuses.
+_DIGITS = re.compile(r"[0-9]{1,3}")
 BUSY = "another request with this Dynadot API key is still running; try again in a minute"
 
 
@@ -196,7 +199,7 @@ def _ns_content(envelope: dict[str, Any]) -> list[str] | None:
                 host = _host(item)
                 if host:
                     listed.append(host)
-        elif lower.startswith("host") and lower[4:].isdigit():
+        elif lower.startswith("host") and _DIGITS.fullmatch(lower[4:]):
             host = _host(value)
             if host:
                 indexed.append((int(lower[4:]), host))
@@ -210,6 +213,7 @@ class DynadotRegistrar:
     had within ``timeout`` seconds); default: :data:`local_key_locks`, per process."""
 
     name = "dynadot"
+    sets_nameservers = True
     propagation = PROPAGATION
 
     def __init__(self, base_url: str, *, session: requests.Session | None = None,
@@ -302,7 +306,7 @@ class DynadotRegistrar:
         if status != 200:
             raise RegistrarFailure(f"{WHAT} answered unexpectedly (HTTP {status}); try again in a few minutes")
         try:
-            body = json.loads(response.content)
+            body = json_answer(response)
         except ValueError:
             body = None
         envelope = _envelope(body)

@@ -55,7 +55,7 @@ from urllib.parse import parse_qsl, urlsplit
 from ..fake_server import FakeServer, drop, reset
 
 FAULTS = ("http500", "reset", "timeout", "badjson", "raw", "throttle", "system_busy", "main_server",
-          "concurrent", "invalid_key", "not_in_account", "unknown_host")
+          "concurrent", "invalid_key", "not_in_account", "unknown_host", "trickle")
 
 INVALID_FIELD = "Invalid field in API request"
 INVALID_KEY = "invalid key"
@@ -307,6 +307,9 @@ class FakeDynadot(FakeServer):
                 return self._send(h, 200, b"<html>Service temporarily unavailable</html>", "text/html")
             if kind == "raw":
                 return self._send(h, fault.status, fault.body.encode(), "application/json")
+            if kind == "trickle":  # the real answer, slowly (see FakeServer._trickle)
+                return self._trickle(h, 200, json.dumps(self._run(command, pairs, params)).encode(),
+                                     "application/json")
             message = {
                 "throttle": THROTTLED, "system_busy": SYSTEM_BUSY, "main_server": MAIN_SERVER,
                 "concurrent": CONCURRENT, "invalid_key": INVALID_KEY, "not_in_account": NOT_IN_ACCOUNT,

@@ -35,6 +35,7 @@ from .base import (
     RegistrarFailure,
     call,
     clean_message,
+    json_answer,
     new_session,
     retry_after,
     seconds,
@@ -60,6 +61,7 @@ class GodaddyRegistrar:
     (OTE: ``https://api.ote-godaddy.com``)."""
 
     name = "godaddy"
+    sets_nameservers = True
     propagation = "godaddy: 1–4 h, up to 48 h"
 
     def __init__(self, base_url: str, *, session: requests.Session | None = None):
@@ -194,7 +196,7 @@ class GodaddyRegistrar:
 def _json(response: requests.Response) -> Any:
     """The body as JSON, or None (never raises, so no exception context leaks out)."""
     try:
-        return response.json()
+        return json_answer(response)
     except ValueError:
         return None
 

@@ -50,7 +50,6 @@ API_ACCESS = "Profile → Tools → Namecheap API Access in your Namecheap accou
 # search), read at most this many pages before calling the domain absent.
 PAGE_SIZE = 100
 MAX_SEARCH_PAGES = 5
-MAX_ANSWER_BYTES = 4 * 1024 * 1024
 
 # Error numbers (Namecheap's global parameters and method pages; registrars.md §2).
 # Credentials: parameters missing or refused, API access off, user name refused or locked.
@@ -86,6 +85,7 @@ class _Credentials:
 
 class NamecheapRegistrar:
     name = "namecheap"
+    sets_nameservers = True
     propagation = "namecheap: 1–2 h, up to 48 h"
 
     def __init__(self, base_url: str, *, client_ip: str | None, session: requests.Session | None = None):
@@ -190,8 +190,6 @@ class NamecheapRegistrar:
         if status != 200:
             raise RegistrarFailure(f"Namecheap's API answered HTTP {status} unexpectedly; try again later, and "
                                    "contact Namecheap support if it keeps happening")
-        if len(response.content) > MAX_ANSWER_BYTES:
-            raise _unreadable()
         root = _parse(response.content)
         if root is None or root.tag != "ApiResponse":
             raise _unreadable()

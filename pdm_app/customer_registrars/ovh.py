@@ -54,6 +54,7 @@ from .base import (
     RateLimited,
     RegistrarFailure,
     call,
+    json_answer,
     new_session,
     retry_after,
     split_token,
@@ -126,6 +127,7 @@ class OvhRegistrar:
     its names). One instance serves every request: it keeps only OVH's clock offset."""
 
     name = "ovh"
+    sets_nameservers = True
     propagation = PROPAGATION
     applies_later = APPLIES_LATER
 
@@ -283,7 +285,7 @@ class OvhRegistrar:
     def _refusal(self, response: requests.Response, creds: _Creds, method: str, path: str) -> Exception:
         status = response.status_code
         try:
-            body = response.json()
+            body = json_answer(response)
         except ValueError:
             body = None
         if not isinstance(body, dict):
@@ -341,7 +343,7 @@ def _domain_path(domain: str) -> str:
 
 def _json(response: requests.Response) -> Any:
     try:
-        return response.json()
+        return json_answer(response)
     except ValueError:
         raise _unreadable() from None
 

@@ -55,20 +55,17 @@ Decisions where the sources are silent:
 """
 from __future__ import annotations
 
-import http.client
-import json
 import logging
+import re
 import threading
 import time
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 import requests
-import urllib3.exceptions
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError, ResponseError
-from urllib3.util import Retry, Timeout
+from urllib3.util import Retry
 
+from .. import bounded_json, outbound
 from ..redaction import redact, register_secret
 from . import RegistrarError, UnreadableZone
 from .zone import Record, Zone
@@ -89,45 +86,11 @@ _TRANSIENT_ERRORS = ("problem with connection to main server", "system_busy", "s
 _THROTTLE_ERRORS = ("too many requests",)
 # For set_dns2: one attempt, whatever fails (connect, read, status, ...).
 _ONCE = Retry(total=0, redirect=0, raise_on_status=False, raise_on_redirect=False)
-
-class _BudgetRetry(Retry):
-    """urllib3 Retry that gives up once the call's overall budget is spent, and never
-    sleeps past it."""
-
-    def __init__(self, *args: Any, deadline: float | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.deadline = deadline
-
-    def new(self, **kw: Any) -> "_BudgetRetry":
-        kw.setdefault("deadline", self.deadline)
-        return super().new(**kw)
-
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
-        new_retry = super().increment(method, url, response, error, _pool, _stacktrace)
-        if self.deadline is not None and time.monotonic() >= self.deadline - 0.05:
-            raise MaxRetryError(_pool, url, error or ResponseError("time budget spent"))  # type: ignore[arg-type]
-        return new_retry
-
-    def get_backoff_time(self) -> float:
-        backoff = super().get_backoff_time()
-        if self.deadline is not None:
-            backoff = min(backoff, max(0.0, self.deadline - time.monotonic()))
-        return backoff
-
-
-class _BudgetTimeout(Timeout):
-    """urllib3 clones the timeout for every attempt (retries included): each clone gets
-    the per-attempt limits cut down to what is left of the call's budget."""
-
-    def __init__(self, connect: float, read: float, deadline: float) -> None:
-        super().__init__(connect=connect, read=read)
-        self._deadline = deadline
-
-    def clone(self) -> Timeout:
-        left = max(self._deadline - time.monotonic(), 0.01)
-        return Timeout(connect=min(float(self._connect), left), read=min(float(self._read), left),  # type: ignore[arg-type]
-                       total=left)
-
+# A zone holds at most 20 apex and 100 sub-host records: its get_dns answer is a few KiB
+# to some tens of KiB. Anything near this is not Dynadot's answer.
+MAX_ANSWER_BYTES = 1024 * 1024
+# A zone TTL in seconds, ASCII digits only: str.isdigit() takes "³", which int() refuses.
+_TTL = re.compile(r"[0-9]{1,10}")
 
 def _classify(message: str) -> tuple[bool, float | None]:
     text = message.lower()
@@ -200,14 +163,14 @@ class DynadotClient:
         self.read_timeout = float(read_timeout)
         self.max_apex_records = max_apex_records
         self.max_subhost_records = max_subhost_records
-        self._retry = _BudgetRetry(
+        self._retry = outbound.DeadlineRetry(
             total=retries, connect=retries, read=0, status=retries, other=0, redirect=0,
             allowed_methods=frozenset({"GET"}), status_forcelist=frozenset({500, 502, 503, 504}),
             backoff_factor=0.1, backoff_max=1.0, raise_on_status=False, raise_on_redirect=False,
             # A Retry-After header must not stretch a call past its budget.
             respect_retry_after_header=False,
         )
-        self._adapter = HTTPAdapter(max_retries=self._retry, pool_connections=1, pool_maxsize=1)
+        self._adapter = outbound.BoundedAdapter(max_retries=self._retry, pool_connections=1, pool_maxsize=1)
         self._session = session or requests.Session()
         parts = urlsplit(api_url)
         self._session.mount(f"{parts.scheme}://{parts.netloc}/", self._adapter)
@@ -311,7 +274,7 @@ class DynadotClient:
             ttl = None
         elif isinstance(raw_ttl, int) and not isinstance(raw_ttl, bool) and raw_ttl > 0:
             ttl = raw_ttl
-        elif isinstance(raw_ttl, str) and raw_ttl.strip().isdigit() and int(raw_ttl) > 0:
+        elif isinstance(raw_ttl, str) and _TTL.fullmatch(raw_ttl.strip()) and int(raw_ttl) > 0:
             ttl = int(raw_ttl)
         else:
             raise refuse(f"unreadable TTL {raw_ttl!r}")
@@ -357,27 +320,23 @@ class DynadotClient:
                  retry: bool) -> dict[str, Any]:
         what = f"dynadot {command} {domain}"
         query = {"key": self._key, "command": command, "domain": domain, **params}
-        timeout: Timeout | tuple[float, float]
-        if deadline is None:
-            timeout = (self.connect_timeout, self.read_timeout)
-        else:
-            timeout = _BudgetTimeout(self.connect_timeout, self.read_timeout, deadline)
-        # Calls are serialised by self._lock, so the adapter's Retry can be this call's
-        # own (with its deadline, or none at all).
-        self._adapter.max_retries = self._retry.new(deadline=deadline) if retry else _ONCE
+        # Without a budget of its own, a call gets what one attempt used to.
+        left = self.connect_timeout + self.read_timeout if deadline is None else deadline - time.monotonic()
+        # Calls are serialised by self._lock, so the adapter's Retry can be this call's own.
+        self._adapter.max_retries = self._retry if retry else _ONCE
         failure: RegistrarError | None = None
         try:
-            response = self._session.get(
-                self.api_url, params=query, timeout=timeout, allow_redirects=False,
+            response = outbound.request(
+                self._session, "GET", self.api_url, deadline=left, max_bytes=MAX_ANSWER_BYTES,
+                connect_timeout=self.connect_timeout, read_timeout=self.read_timeout, params=query,
                 headers={"Accept": "application/json", "Connection": "close"},
             )
             status, body = response.status_code, response.content
-        except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
-            # str(exc) carries the full URL, key included: redact, and raise outside
-            # this block so the original is neither chained nor kept as __context__.
-            permanent = isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-                                         requests.exceptions.InvalidSchema))
-            failure = RegistrarError(redact(f"{what}: {type(exc).__name__}: {exc}"), transient=not permanent)
+        except outbound.TimedOut:
+            failure = RegistrarError(f"{what}: no whole answer within {max(left, 0):.1f}s", transient=True)
+        except outbound.OutboundError as exc:
+            # The message is the module's own: no URL, so no key.
+            failure = RegistrarError(f"{what}: {exc}", transient=not exc.permanent)
         if failure is not None:
             raise failure from None
 
@@ -386,8 +345,8 @@ class DynadotClient:
         if 300 <= status < 400:
             raise RegistrarError(f"{what}: unexpected HTTP redirect ({status})", transient=False)
         try:
-            parsed = json.loads(body)
-        except ValueError:
+            parsed = bounded_json.parse(body)
+        except bounded_json.UnreadableJson:
             parsed = None
         envelope = _envelope(parsed)
         if envelope is None:

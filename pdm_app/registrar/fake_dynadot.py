@@ -20,7 +20,8 @@ Faults (``inject``) act before the command runs, so a failed ``set_dns2`` change
 nothing: ``http500`` (HTML 500), ``timeout``, ``badjson`` (200, not JSON), ``error``
 ("problem with connection to main server"), ``throttle`` ("Too many requests..." in the
 generic ``Response`` envelope), ``reset`` (RST, no answer) and ``raw`` (a given status
-and body, for malformed answers).
+and body, for malformed answers). ``trickle`` is not one of them: the command runs and its
+answer comes slowly (``FakeServer._trickle``).
 
 The exception is ``late``, what Dynadot does with a write the client gave up on: the
 request is held and dropped like ``timeout``, yet a ``set_dns2`` is applied
@@ -61,7 +62,7 @@ from urllib.parse import parse_qsl, urlsplit
 from ..fake_server import FakeServer, drop, reset, serve_until_signalled
 from .zone import Record, Zone
 
-FAULTS = ("http500", "timeout", "badjson", "error", "throttle", "reset", "raw", "late")
+FAULTS = ("http500", "timeout", "badjson", "error", "throttle", "reset", "raw", "late", "trickle")
 APEX_TYPES = frozenset({"a", "aaaa", "cname", "forward", "txt", "mx", "stealth", "email"})
 SUBHOST_TYPES = APEX_TYPES | {"srv"}
 # Types whose recordx is required by the api3 page (MX distance, forward type, ...).
@@ -379,6 +380,9 @@ class FakeDynadot(FakeServer):
                 return self._send_json(h, 200, _error("Response", THROTTLED))
             if fault.kind == "reset":
                 return self._reset(h)
+            if fault.kind == "trickle":  # the real answer, slowly (see FakeServer._trickle)
+                return self._trickle(h, 200, json.dumps(self._run(command, pairs, params)).encode(),
+                                     "application/json")
             return self._send(h, fault.status, fault.body.encode(), "application/json")
 
         answer = self._run(command, pairs, params)
