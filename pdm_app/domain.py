@@ -245,6 +245,11 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def is_lapsed(state: str, expires_at: datetime | None, now: datetime) -> bool:
+    """A reservation whose time has passed: it holds its name no more."""
+    return state == RESERVED and expires_at is not None and expires_at <= now
+
+
 @dataclass(frozen=True)
 class Transition:
     """What a state change did: the allocation after it (None once deleted), the history
@@ -269,7 +274,7 @@ class Allocation:
     token_digest: str = field(default="", repr=False, compare=False)
 
     def is_expired(self, now: datetime) -> bool:
-        return self.state == RESERVED and self.expires_at is not None and self.expires_at <= now
+        return is_lapsed(self.state, self.expires_at, now)
 
     @property
     def fqdn(self) -> str:

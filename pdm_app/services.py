@@ -285,26 +285,18 @@ class PoolService:
             return CheckResult(False, "invalid-format", problem)
         fqdn = f"{sub}.{pool}"
 
-        now = self.clock()
-
-        def read(tx: UnitOfWork) -> tuple[Allocation | None, str | None]:
-            row = tx.get_allocation(pool, sub)
-            found = _to_domain(row) if row else None
-            if found is None or found.is_expired(now):
-                return found, tx.dns_conflict(pool, sub)
-            return found, None
-
-        found, conflict = self._read_once_more(read)
-        if conflict is not None:
+        state, expires_at, conflict = self._read_once_more(lambda tx: tx.name_view(pool, sub))
+        free = state is None or domain.is_lapsed(state, expires_at, self.clock())
+        if free and conflict is not None:
             return CheckResult(False, DNS_CONFLICT, ownership.conflict_detail(fqdn, conflict), fqdn)
-        if found is None or found.is_expired(now):
+        if free:
             imitated = self._imitated_tenant(pool, sub)
             if imitated:
                 name, state = imitated
                 return CheckResult(False, f"{state}-state", f"{fqdn} looks like {name}.{pool}, which is taken; "
                                                             "pick another name", fqdn)
             return CheckResult(True, fqdn=fqdn)
-        if found.state == RESERVED:
+        if state == RESERVED:
             return CheckResult(False, "reserved-state", f"{fqdn} is held by another deployment in progress; "
                                                         "try again in a few minutes, or pick another name", fqdn)
         return CheckResult(False, "active-state", f"{fqdn} belongs to a live Sovereign; pick another name", fqdn)

@@ -80,6 +80,20 @@ class UnitOfWork:
             stmt = stmt.with_for_update()
         return self.session.execute(stmt).scalar_one_or_none()
 
+    def name_view(self, pool: str, sub: str) -> tuple[str | None, datetime | None, str | None]:
+        """What check needs of a name, in one round trip: its allocation's state and expiry
+        (None, None: no allocation) and the foreign records the pool's DNS holds at or under
+        it (``dns_conflict``)."""
+        row = (PoolAllocation.pool_domain == pool, PoolAllocation.subdomain == sub)
+        stmt = select(
+            select(PoolAllocation.state).where(*row).scalar_subquery(),
+            select(PoolAllocation.expires_at).where(*row).scalar_subquery(),
+            select(DnsConflict.detail).where(DnsConflict.pool_domain == pool, DnsConflict.label == sub)
+            .scalar_subquery(),
+        )
+        state, expires_at, conflict = self.session.execute(stmt).one()
+        return state, expires_at, conflict
+
     def list_allocations(self, pool: str, state: str | None = None, *, limit: int | None = None,
                          after: str | None = None) -> list:
         """Rows with PoolAllocation's attributes: plain rows, not ORM objects (a pool may
