@@ -230,6 +230,24 @@ def foreign_records(zone, subs) -> list:
 BASE_FOREIGN = sorted((r.host, r.rtype, r.value, r.extra) for r in BASE_RECORDS)
 
 
+def terminate_lock_session(postgres_url: str, name: str) -> list:
+    """End the database session holding the advisory lock ``name`` (a failover, a network
+    drop, pg_terminate_backend): the lock dies with it. pg_terminate_backend's answers."""
+    from pdm_app.locks import advisory_key
+
+    key = advisory_key(name) & 0xFFFFFFFFFFFFFFFF
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            return conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND classid = :hi AND objid = :lo "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+                {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalars().all()
+    finally:
+        admin.dispose()
+
+
 class BreaksOnePool:
     """The Dynadot client, except that reading ``pool``'s zone raises ``exc``: what a
     parse bug in the client, or an answer it never expected, looks like to the pass."""

@@ -8,12 +8,10 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, text
 
-from conftest import BASE_FOREIGN, POOL, foreign_records, tenant_records
+from conftest import BASE_FOREIGN, POOL, foreign_records, tenant_records, terminate_lock_session
 from pdm_app import metrics
 from pdm_app.domain import utcnow
-from pdm_app.locks import advisory_key
 from pdm_app.registrar import Record
 
 LB = "198.51.100.7"
@@ -129,15 +127,7 @@ def test_a_pass_whose_lock_backend_was_terminated_writes_nothing(postgres_url, f
     fake.answer_delay = 0
 
     # A's lock session dies (failover, pg_terminate_backend, a network drop) ...
-    key = advisory_key("pdm-registrar") & 0xFFFFFFFFFFFFFFFF
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        killed = conn.execute(text(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND classid = :hi AND objid = :lo "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
-            {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalars().all()
-    admin.dispose()
+    killed = terminate_lock_session(postgres_url, "pdm-registrar")
     assert killed == [True], killed
     # ... B takes the lock and publishes beta (and A's gamma, whose row is committed)
     assert commit(b.test_client(), "beta").status_code == 200

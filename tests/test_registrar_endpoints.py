@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import pytest
-from sqlalchemy import create_engine, text
+from conftest import terminate_lock_session
 
 from pdm_app import metrics
 from pdm_app.customer_registrars.fake_cloudflare import FakeCloudflare
@@ -355,20 +355,11 @@ def test_a_lost_per_key_lock_is_counted_under_its_prefix_alone(postgres_url, cap
     prefix = "pdm-dynadot-customer"
     engine = make_engine(postgres_url)
     before = metrics.LOCK_RELEASE_FAILURES.labels(prefix)._value.get()
-    key = advisory_key(f"{prefix}-{digest[:32]}") & 0xFFFFFFFFFFFFFFFF
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     try:
         with caplog.at_level(logging.DEBUG), per_key_lock(engine, prefix)(secret, 5):
             # The lock's session dies while held (a failover, a network drop): its release fails.
-            with admin.connect() as conn:
-                killed = conn.execute(text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                    "AND classid = :hi AND objid = :lo "
-                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
-                    {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalars().all()
-            assert killed == [True]
+            assert terminate_lock_session(postgres_url, f"{prefix}-{digest[:32]}") == [True]
     finally:
-        admin.dispose()
         engine.dispose()
     assert metrics.LOCK_RELEASE_FAILURES.labels(prefix)._value.get() == before + 1
     labels = {sample.labels["lock"] for family in metrics.LOCK_RELEASE_FAILURES.collect()
