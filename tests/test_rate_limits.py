@@ -383,3 +383,29 @@ def test_two_services_of_two_workers_share_one_limit(postgres_url, fake, tmp_pat
             assert conn.execute(text("SELECT count(*) FROM pool_allocations")).scalar() == 20
     finally:
         engine.dispose()
+
+
+def test_two_services_of_two_workers_share_one_quota(postgres_url, fake, tmp_path):
+    """The quota of open reservations across two gunicorn services (two workers each) on
+    one database: of 20 reserves of one caller sent at once over both, exactly 12 pass."""
+    env = {"PDM_RATE_LIMITS": "off", "PDM_MAX_OPEN_RESERVATIONS": "12", "GUNICORN_THREADS": "4"}
+    with Gunicorn(postgres_url, fake, tmp_path / "one.log", **env) as one, \
+            Gunicorn(postgres_url, fake, tmp_path / "two.log", **env) as two:
+        servers = [one, two]
+
+        def one_reserve(i):
+            answer = requests.post(f"{servers[i % 2].url}/api/v1/pool/{POOL}/reserve",
+                                   json={"subdomain": f"q{i}"}, timeout=30)
+            return answer.status_code, answer.json()
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(one_reserve, range(20)))
+    statuses = [status for status, _ in results]
+    assert statuses.count(201) == 12 and statuses.count(429) == 8, statuses
+    assert {body["error"] for status, body in results if status == 429} == {"too-many-reservations"}
+    engine = create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM pool_allocations WHERE state = 'reserved'")).scalar() == 12
+    finally:
+        engine.dispose()
