@@ -356,10 +356,9 @@ def test_operators_tools_are_not_held_to_the_quota(limited_app):
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_two_services_of_two_workers_share_one_limit(postgres_url, fake, tmp_path):
-    """Two gunicorn services (two workers each) on one database, write=20/hour: of 30
-    reserves spread over both, exactly 20 pass -- not 20 per worker or per process."""
-    env = {"PDM_RATE_LIMITS": "write=20/hour", "GUNICORN_THREADS": "4"}
+def reserve_on_two_services(postgres_url, fake, tmp_path, env, count, threads) -> tuple[list, int]:
+    """``count`` reserves of one caller sent at once, spread over two gunicorn services (two
+    workers each) on one database: [(status, body, Retry-After)], and the rows reserved."""
     with Gunicorn(postgres_url, fake, tmp_path / "one.log", **env) as one, \
             Gunicorn(postgres_url, fake, tmp_path / "two.log", **env) as two:
         servers = [one, two]
@@ -367,45 +366,38 @@ def test_two_services_of_two_workers_share_one_limit(postgres_url, fake, tmp_pat
         def one_reserve(i):
             answer = requests.post(f"{servers[i % 2].url}/api/v1/pool/{POOL}/reserve",
                                    json={"subdomain": f"n{i}"}, timeout=30)
-            return answer.status_code, answer
+            return answer.status_code, answer.json(), answer.headers.get("Retry-After")
 
-        with ThreadPoolExecutor(6) as pool:
-            results = list(pool.map(one_reserve, range(30)))
-    statuses = [status for status, _ in results]
-    assert statuses.count(201) == 20 and statuses.count(429) == 10, statuses
-    for status, answer in results:
-        if status == 429:
-            assert answer.json()["error"] == "rate-limited"
-            assert int(answer.headers["Retry-After"]) > 0
+        with ThreadPoolExecutor(threads) as pool:
+            results = list(pool.map(one_reserve, range(count)))
     engine = create_engine(postgres_url)
     try:
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM pool_allocations")).scalar() == 20
+            rows = conn.execute(text("SELECT count(*) FROM pool_allocations WHERE state = 'reserved'")).scalar()
     finally:
         engine.dispose()
+    return results, rows
+
+
+def test_two_services_of_two_workers_share_one_limit(postgres_url, fake, tmp_path):
+    """Two gunicorn services (two workers each) on one database, write=20/hour: of 30
+    reserves spread over both, exactly 20 pass -- not 20 per worker or per process."""
+    results, rows = reserve_on_two_services(postgres_url, fake, tmp_path,
+                                            {"PDM_RATE_LIMITS": "write=20/hour", "GUNICORN_THREADS": "4"}, 30, 6)
+    statuses = [status for status, _, _ in results]
+    assert statuses.count(201) == 20 and statuses.count(429) == 10, statuses
+    for status, body, retry_after in results:
+        if status == 429:
+            assert body["error"] == "rate-limited" and int(retry_after) > 0
+    assert rows == 20
 
 
 def test_two_services_of_two_workers_share_one_quota(postgres_url, fake, tmp_path):
     """The quota of open reservations across two gunicorn services (two workers each) on
     one database: of 20 reserves of one caller sent at once over both, exactly 12 pass."""
     env = {"PDM_RATE_LIMITS": "off", "PDM_MAX_OPEN_RESERVATIONS": "12", "GUNICORN_THREADS": "4"}
-    with Gunicorn(postgres_url, fake, tmp_path / "one.log", **env) as one, \
-            Gunicorn(postgres_url, fake, tmp_path / "two.log", **env) as two:
-        servers = [one, two]
-
-        def one_reserve(i):
-            answer = requests.post(f"{servers[i % 2].url}/api/v1/pool/{POOL}/reserve",
-                                   json={"subdomain": f"q{i}"}, timeout=30)
-            return answer.status_code, answer.json()
-
-        with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(one_reserve, range(20)))
-    statuses = [status for status, _ in results]
+    results, rows = reserve_on_two_services(postgres_url, fake, tmp_path, env, 20, 8)
+    statuses = [status for status, _, _ in results]
     assert statuses.count(201) == 12 and statuses.count(429) == 8, statuses
-    assert {body["error"] for status, body in results if status == 429} == {"too-many-reservations"}
-    engine = create_engine(postgres_url)
-    try:
-        with engine.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM pool_allocations WHERE state = 'reserved'")).scalar() == 12
-    finally:
-        engine.dispose()
+    assert {body["error"] for status, body, _ in results if status == 429} == {"too-many-reservations"}
+    assert rows == 12
