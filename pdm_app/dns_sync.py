@@ -312,9 +312,10 @@ class DnsPublisher:
     def _work_state(self, work_ids: list[int]) -> str:
         """DONE (gone from the queue), REFUSED (a pass would not publish it) or PENDING."""
         with self.uow(single=True) as tx:
-            if not tx.work_exists(work_ids):
-                return DONE
-            return REFUSED if tx.work_refusals(work_ids) else PENDING
+            queued = tx.queued_work(work_ids)
+        if not queued:
+            return DONE
+        return REFUSED if any(refusal for refusal, _ in queued.values()) else PENDING
 
     def drift(self, pool: str, budget: float | None) -> tuple[Snapshot, list[NameDrift], list[Record]]:
         """One read of the pool's DNS compared with the table, for a drift report: under

@@ -560,10 +560,9 @@ class PoolService:
         pool, sub = reservation.pool_domain, reservation.subdomain
         with self.uow() as tx:
             row = tx.get_allocation(pool, sub, lock=True)
-            refusal = tx.work_refusals([work_id]).get(work_id)
-            if refusal is None or row is None or _to_domain(row) != committed:
+            code, why = tx.queued_work([work_id]).get(work_id, (None, ""))
+            if code is None or row is None or _to_domain(row) != committed:
                 return
-            code, why = refusal
             now = self.clock()
             change = committed.refuse_commit(reservation)
             tx.save_allocation(row, change.allocation, now)

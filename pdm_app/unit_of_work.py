@@ -16,6 +16,11 @@ from .locks import advisory_key
 from .models import AllocationEvent, DnsConflict, DnsWork, OwnedHost, PoolAllocation, PoolZone, RegistrarAccount
 
 
+def _conflict_detail(pool: str, sub: str):
+    """The select of what a pool's last good read found at or under ``sub``."""
+    return select(DnsConflict.detail).where(DnsConflict.pool_domain == pool, DnsConflict.label == sub)
+
+
 def event(pool: str, sub: str, action: str, caller: str, at: datetime, load_balancer_ip: str | None = None,
           detail: str | None = None) -> dict:
     """One history event, as ``UnitOfWork.record_events`` takes it."""
@@ -88,8 +93,7 @@ class UnitOfWork:
         stmt = select(
             select(PoolAllocation.state).where(*row).scalar_subquery(),
             select(PoolAllocation.expires_at).where(*row).scalar_subquery(),
-            select(DnsConflict.detail).where(DnsConflict.pool_domain == pool, DnsConflict.label == sub)
-            .scalar_subquery(),
+            _conflict_detail(pool, sub).scalar_subquery(),
         )
         state, expires_at, conflict = self.session.execute(stmt).one()
         return state, expires_at, conflict
@@ -285,8 +289,7 @@ class UnitOfWork:
 
     def dns_conflict(self, pool: str, sub: str) -> str | None:
         """What foreign records the last good read found at or under ``sub``; None: none."""
-        stmt = select(DnsConflict.detail).where(DnsConflict.pool_domain == pool, DnsConflict.label == sub)
-        return self.session.execute(stmt).scalar()
+        return self.session.execute(_conflict_detail(pool, sub)).scalar()
 
     def replace_conflicts(self, pool: str, conflicts: dict[str, str]) -> None:
         """Make the pool's conflicts ``conflicts`` (label -> detail), writing only the
@@ -315,14 +318,10 @@ class UnitOfWork:
             stmt = stmt.where(DnsWork.pool_domain == pool)
         return list(self.session.execute(stmt).scalars())
 
-    def work_exists(self, ids: list[int]) -> bool:
-        stmt = select(func.count()).where(DnsWork.id.in_(ids))
-        return self.session.execute(stmt).scalar_one() > 0
-
-    def work_refusals(self, ids: list[int]) -> dict[int, tuple[str, str]]:
-        """The work of ``ids`` still queued that a pass refused: id -> (refusal, why)."""
-        stmt = select(DnsWork.id, DnsWork.refusal, DnsWork.last_error).where(
-            DnsWork.id.in_(ids), DnsWork.refusal.is_not(None))
+    def queued_work(self, ids: list[int]) -> dict[int, tuple[str | None, str]]:
+        """The work of ``ids`` still queued: id -> (its refusal, if a pass refused it, and
+        why). Work not in it is done."""
+        stmt = select(DnsWork.id, DnsWork.refusal, DnsWork.last_error).where(DnsWork.id.in_(ids))
         return {id_: (refusal, error or "") for id_, refusal, error in self.session.execute(stmt)}
 
     def pools_with_due_work(self, now: datetime) -> list[str]:
