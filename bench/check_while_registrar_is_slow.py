@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 from conftest import API_KEY, BASE_RECORDS, PG_URL, POOL, POOLS, Gunicorn, ensure_database, reset_schema  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from pdm_app.registrar.fake_dynadot import FakeDynadot  # noqa: E402
+from pdm_app.testing.fake_dynadot import FakeDynadot  # noqa: E402
 
 
 def measure(url: str, n: int) -> list[float]:

@@ -41,8 +41,8 @@ from alembic.config import Config  # noqa: E402
 
 from pdm_app import build  # noqa: E402
 from pdm_app.config import Settings, normalise_database_url, parse_ip_ranges  # noqa: E402
-from pdm_app.powerdns import plan  # noqa: E402
-from pdm_app.powerdns.local_server import LocalPowerDns  # noqa: E402
+from pdm_app.dns.powerdns import plan  # noqa: E402
+from pdm_app.testing.local_powerdns import LocalPowerDns  # noqa: E402
 
 POOL = "omani.works"
 LB_IP = "198.51.100.7"

@@ -28,7 +28,7 @@ from conftest import API_KEY, BASE_RECORDS, PG_URL, POOL, POOLS, Gunicorn, ensur
 from run import ensure_wrk, get_load, start_local_postgres  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from pdm_app.registrar.fake_dynadot import FakeDynadot  # noqa: E402
+from pdm_app.testing.fake_dynadot import FakeDynadot  # noqa: E402
 
 SERVICES = {"on": "check=1000000/second", "off": "off"}
 

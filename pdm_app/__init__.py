@@ -12,18 +12,16 @@ from sqlalchemy.orm import sessionmaker
 
 from .auth import TokenBook
 from .config import Settings, load_settings
-from .customer_registrars import build_registry
+from .customer_domains import build_registry
+from .customer_domains.flips import NameserverService
 from .db import make_engine, make_session_factory
-from .dns_sync import DnsPublisher
+from .dns.dynadot.backend import DynadotZones, Registrar
+from .dns.engine import DnsPublisher
+from .dns.powerdns.ds_check import check_ds
 from .jobs import JobRunner
 from .locks import DatabaseLock, per_key_lock
 from .logs import configure_logging
-from .nameserver_flips import NameserverService
-from .powerdns.ds_check import check_ds
-from .registrar import Registrar
-from .registrar.zones import DynadotZones
 from .services import PoolService
-
 
 # Every request body of the contract is a few hundred bytes.
 MAX_BODY_BYTES = 16 * 1024
@@ -53,7 +51,7 @@ def dns_backends(settings: Settings, engine: Engine, registrar: Registrar | None
     built: dict[str, object] = {}
     if "dynadot" in kinds.values():
         if registrar is None:
-            from .registrar.dynadot import DynadotClient
+            from .dns.dynadot.client import DynadotClient
 
             registrar = DynadotClient(
                 settings.dynadot_api_url,
@@ -75,8 +73,8 @@ def dns_backends(settings: Settings, engine: Engine, registrar: Registrar | None
             pools=settings.managed_domains,
         )
     if "powerdns" in kinds.values():
-        from .powerdns.backend import PowerDnsZones
-        from .powerdns.client import PowerDnsClient
+        from .dns.powerdns.backend import PowerDnsZones
+        from .dns.powerdns.client import PowerDnsClient
 
         built["powerdns"] = PowerDnsZones(
             PowerDnsClient(settings.pdns_base_url, settings.pdns_api_key, settings.pdns_server_id),

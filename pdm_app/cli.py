@@ -28,7 +28,7 @@ from sqlalchemy.exc import OperationalError
 
 from .api import schemas
 from .config import ConfigError, parse_duration
-from .dns_plan import describe
+from .dns.ownership import describe
 from .domain import ACTIVE, RESERVED, DomainError
 from .logs import CurrentStreamHandler, StdoutHandler
 from .redaction import redact
@@ -589,11 +589,12 @@ def db() -> None:
 def db_upgrade(config_path: str, as_json: bool) -> None:
     """Migrate the database named by PDM_DATABASE_URL to this release's schema
     (``alembic upgrade head``)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from alembic import command
     from alembic.config import Config
     from alembic.script import ScriptDirectory
     from alembic.util import CommandError
-    from sqlalchemy.exc import SQLAlchemyError
 
     from .config import database_url
 

@@ -18,15 +18,18 @@ from typing import Callable, TypeVar
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from . import domain, metrics, ownership
-from .dns_plan import NameDrift, unsafe_plan
-from .dns_sync import DnsPublisher
+from . import domain, metrics
+from .dns import ownership
+from .dns.backend import NameDrift
+from .dns.engine import DnsPublisher
+from .dns.errors import RegistrarError, UnreadableZone
+from .dns.ownership import DNS_CONFLICT
+from .dns.policy import unsafe_plan
+from .dns.powerdns.ds_check import DsCheck
+from .dns.zone import Record
 from .domain import ACTIVE, RESERVED, Allocation, DomainError, Transition
 from .models import PoolAllocation, PoolZone
-from .ownership import DNS_CONFLICT
-from .powerdns.ds_check import DsCheck
 from .redaction import redact
-from .registrar import Record, RegistrarError, UnreadableZone
 from .unit_of_work import UnitOfWork, event
 
 log = logging.getLogger(__name__)
@@ -176,7 +179,7 @@ class ReconcileResult:
 
 class UnsafePlan(DomainError):
     """``reconcile --apply`` refused: the repair of ``report`` is too large to make
-    without ``--force`` (``dns_plan.unsafe_plan``)."""
+    without ``--force`` (``dns.policy.unsafe_plan``)."""
 
     def __init__(self, report: DriftReport, detail: str):
         super().__init__("unsafe-plan", detail, 409)

@@ -25,8 +25,8 @@ from sqlalchemy.engine import make_url
 
 from pdm_app import create_app
 from pdm_app.config import CUSTOMER_REGISTRAR_URL_VARIABLES, Settings, normalise_database_url, parse_ip_ranges
-from pdm_app.registrar import Record
-from pdm_app.registrar.fake_dynadot import FakeDynadot
+from pdm_app.dns.zone import Record
+from pdm_app.testing.fake_dynadot import FakeDynadot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PG_URL = normalise_database_url(
@@ -382,7 +382,7 @@ class Gunicorn:
 
 
 # == PowerDNS ==================================================================================
-# A throwaway PowerDNS (pdm_app.powerdns.local_server) for the tests marked `powerdns`:
+# A throwaway PowerDNS (pdm_app.testing.local_powerdns) for the tests marked `powerdns`:
 # `powerdns_server` (one per session), `powerdns` (that server, running, with no zones) and
 # `powerdns_proxy` (a tests/powerdns_support.FaultProxy in front of it). Without pdns_server
 # those tests are skipped -- unless PDM_REQUIRE_POWERDNS=1 (CI), which makes that a failure.
@@ -394,7 +394,7 @@ def _powerdns_required() -> bool:
 
 @pytest.fixture(scope="session")
 def powerdns_server(tmp_path_factory):
-    from pdm_app.powerdns.local_server import LocalPowerDns
+    from pdm_app.testing.local_powerdns import LocalPowerDns
 
     ok, why = LocalPowerDns.available()
     if not ok:

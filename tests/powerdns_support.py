@@ -27,7 +27,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from pdm_app.fake_server import FakeServer, drop, reset, send
+from pdm_app.testing.fake_server import FakeServer, drop, reset, send
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and the ones the proxy sets itself.
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",

@@ -30,7 +30,7 @@ from conftest import (
 )
 from pdm_app.domain import token_digest
 from pdm_app.models import Base
-from pdm_app.registrar import Record
+from pdm_app.dns.zone import Record
 
 # The previous service's schema, as it created it at start-up (wire contract, "The old
 # service's table").

@@ -20,7 +20,7 @@ from conftest import API_KEY, POOL, POOLS, ROOT, alembic_config, break_pool, men
 from pdm_app.cli import cli
 from pdm_app.domain import utcnow
 from pdm_app.models import SCHEMA_REVISION
-from pdm_app.registrar import Record
+from pdm_app.dns.zone import Record
 
 LB = "198.51.100.7"
 PROG = "pool-domain-manager"

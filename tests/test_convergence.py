@@ -12,7 +12,7 @@ import pytest
 from conftest import BASE_FOREIGN, POOL, foreign_records, tenant_records, terminate_lock_session
 from pdm_app import metrics
 from pdm_app.domain import utcnow
-from pdm_app.registrar import Record
+from pdm_app.dns.zone import Record
 
 LB = "198.51.100.7"
 NAMES = ("*", "console", "gitea", "harbor", "admin", "api")

@@ -13,24 +13,17 @@ import uuid
 import pytest
 import requests
 
-from pdm_app.customer_registrars.base import (
-    ApiUnavailable,
-    Deadline,
-    DomainNotInAccount,
-    InvalidToken,
-    RateLimited,
-    RegistrarFailure,
-    Unsupported,
-)
-from pdm_app.customer_registrars.cloudflare import CloudflareRegistrar
-from pdm_app.customer_registrars.fake_cloudflare import FakeCloudflare
+from pdm_app.customer_domains.base import (ApiUnavailable, Deadline, DomainNotInAccount, InvalidToken, RateLimited,
+                                           RegistrarFailure, Unsupported)
+from pdm_app.customer_domains.cloudflare import CloudflareRegistrar
+from pdm_app.testing.fake_cloudflare import FakeCloudflare
 
 TOKEN = "cf_" + uuid.uuid4().hex + "_" + uuid.uuid4().hex[:6]
 DOMAIN = "acme.com"
 OTHER = "other.org"
 ASSIGNED = ["lara.ns.cloudflare.com", "greg.ns.cloudflare.com"]
 WANTED = ["ns1.pool.example", "ns2.pool.example"]
-LOGGER = "pdm_app.customer_registrars.cloudflare"
+LOGGER = "pdm_app.customer_domains.cloudflare"
 
 
 @pytest.fixture

@@ -15,23 +15,10 @@ import uuid
 import pytest
 import requests
 
-from pdm_app.customer_registrars.base import (
-    ApiUnavailable,
-    Deadline,
-    DomainNotInAccount,
-    InvalidToken,
-    NotEntitled,
-    RateLimited,
-    RegistrarFailure,
-)
-from pdm_app.customer_registrars.dynadot import DynadotRegistrar, LocalKeyLocks, local_key_locks
-from pdm_app.customer_registrars.fake_dynadot_ns import (
-    CONCURRENT,
-    FAULTS,
-    INVALID_FIELD,
-    NOT_IN_ACCOUNT,
-    FakeDynadot,
-)
+from pdm_app.customer_domains.base import (ApiUnavailable, Deadline, DomainNotInAccount, InvalidToken, NotEntitled,
+                                           RateLimited, RegistrarFailure)
+from pdm_app.customer_domains.dynadot import DynadotRegistrar, LocalKeyLocks, local_key_locks
+from pdm_app.testing.fake_dynadot_ns import CONCURRENT, FAULTS, INVALID_FIELD, NOT_IN_ACCOUNT, FakeDynadot
 
 KEY = "dk-" + uuid.uuid4().hex
 SECRET = "ds-" + uuid.uuid4().hex
@@ -570,13 +557,13 @@ def test_fake_knows_its_faults():
 # -- logs and secrets --------------------------------------------------------------------------
 
 def test_one_log_line_per_operation(registrar, fake, caplog):
-    caplog.set_level(logging.INFO, logger="pdm_app.customer_registrars.dynadot")
+    caplog.set_level(logging.INFO, logger="pdm_app.customer_domains.dynadot")
     registrar.validate(DOMAIN, TOKEN, long())
     with pytest.raises(DomainNotInAccount):
         registrar.get_nameservers("elsewhere.com", TOKEN, long())
     with pytest.raises(InvalidToken):
         registrar.set_nameservers(DOMAIN, ":", NEW, long())
-    lines = [r.getMessage() for r in caplog.records if r.name == "pdm_app.customer_registrars.dynadot"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "pdm_app.customer_domains.dynadot"]
     assert lines == [f"dynadot validate {DOMAIN}: ok", "dynadot get-ns elsewhere.com: domain-not-in-account",
                      f"dynadot set-ns {DOMAIN}: invalid-token"]
 

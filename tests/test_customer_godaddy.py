@@ -10,17 +10,10 @@ import secrets
 import pytest
 import requests
 
-from pdm_app.customer_registrars.base import (
-    ApiUnavailable,
-    Deadline,
-    DomainNotInAccount,
-    InvalidToken,
-    NotEntitled,
-    RateLimited,
-    RegistrarFailure,
-)
-from pdm_app.customer_registrars.fake_godaddy import FakeGodaddy
-from pdm_app.customer_registrars.godaddy import GodaddyRegistrar
+from pdm_app.customer_domains.base import (ApiUnavailable, Deadline, DomainNotInAccount, InvalidToken, NotEntitled,
+                                           RateLimited, RegistrarFailure)
+from pdm_app.testing.fake_godaddy import FakeGodaddy
+from pdm_app.customer_domains.godaddy import GodaddyRegistrar
 
 KEY = "gdkey_" + secrets.token_hex(12)
 SECRET = "gdsecret_" + secrets.token_hex(12)
@@ -315,14 +308,14 @@ def test_malformed_body_fault(gd, fake):
 # -- logging and the secret ----------------------------------------------------------------------
 
 def test_one_log_line_per_operation(gd, fake, caplog):
-    caplog.set_level(logging.INFO, logger="pdm_app.customer_registrars.godaddy")
+    caplog.set_level(logging.INFO, logger="pdm_app.customer_domains.godaddy")
     gd.validate(DOMAIN, TOKEN, deadline())
     with pytest.raises(NotEntitled):
         gd.validate("small.com", f"{SMALL_KEY}:{SMALL_SECRET}", deadline())
     gd.set_nameservers(DOMAIN, TOKEN, NEW_NS, deadline())
     with pytest.raises(InvalidToken):
         gd.get_nameservers(DOMAIN, "nocolon", deadline())
-    lines = [r.getMessage() for r in caplog.records if r.name == "pdm_app.customer_registrars.godaddy"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "pdm_app.customer_domains.godaddy"]
     assert lines == [
         "godaddy validate acme.com: ok",
         "godaddy validate small.com: account-not-entitled",

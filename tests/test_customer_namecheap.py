@@ -13,10 +13,10 @@ import xml.etree.ElementTree as ET  # noqa: S405 -- the fake's own answers, in t
 import pytest
 import requests
 
-from pdm_app.customer_registrars.base import (ApiUnavailable, Deadline, DomainNotInAccount, InvalidToken,
-                                              RateLimited, RegistrarFailure, Unsupported)
-from pdm_app.customer_registrars.fake_namecheap import NAMESPACE, PARAMETER_ERROR, FakeNamecheap
-from pdm_app.customer_registrars.namecheap import NamecheapRegistrar, NotConfigured
+from pdm_app.customer_domains.base import (ApiUnavailable, Deadline, DomainNotInAccount, InvalidToken, RateLimited,
+                                           RegistrarFailure, Unsupported)
+from pdm_app.testing.fake_namecheap import NAMESPACE, PARAMETER_ERROR, FakeNamecheap
+from pdm_app.customer_domains.namecheap import NamecheapRegistrar, NotConfigured
 
 API_USER = "acme-api"
 API_KEY = "key" + uuid.uuid4().hex
@@ -439,13 +439,13 @@ def test_a_change_namecheap_does_not_confirm_is_a_registrar_error(adapter, fake)
 # -- logs and the token ---------------------------------------------------------------------
 
 def test_logs_say_only_provider_operation_domain_and_outcome(adapter, fake, caplog):
-    caplog.set_level(logging.DEBUG, logger="pdm_app.customer_registrars.namecheap")
+    caplog.set_level(logging.DEBUG, logger="pdm_app.customer_domains.namecheap")
     adapter.validate(DOMAIN, TOKEN, deadline())
     adapter.set_nameservers(DOMAIN, TOKEN, NEW_NS, deadline())
     adapter.get_nameservers(DOMAIN, TOKEN, deadline())
     with pytest.raises(DomainNotInAccount):
         adapter.validate("other.com", TOKEN, deadline())
-    mine = [r for r in caplog.records if r.name == "pdm_app.customer_registrars.namecheap"]
+    mine = [r for r in caplog.records if r.name == "pdm_app.customer_domains.namecheap"]
     assert [r.getMessage() for r in mine] == [
         "namecheap validate example.com: ok", "namecheap set-ns example.com: ok",
         "namecheap get-ns example.com: ok", "namecheap validate other.com: domain-not-in-account"]
@@ -493,7 +493,7 @@ def test_the_key_leaks_nowhere(fake, caplog):
         assert API_KEY.lower() not in shown.lower()
     # urllib3's DEBUG lines carry the request URL, hence the key: see the next test.
     records = [r for r in caplog.records if not (r.name.startswith("urllib3") and r.levelno < logging.INFO)]
-    assert any(r.name == "pdm_app.customer_registrars.namecheap" for r in records)
+    assert any(r.name == "pdm_app.customer_domains.namecheap" for r in records)
     for record in records:
         assert API_KEY not in record.getMessage() and API_KEY not in str(record.args)
         assert not record.exc_info

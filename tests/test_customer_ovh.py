@@ -16,23 +16,10 @@ import uuid
 import pytest
 import requests
 
-from pdm_app.customer_registrars.base import (
-    ApiUnavailable,
-    Deadline,
-    DomainNotInAccount,
-    InvalidToken,
-    NotEntitled,
-    RateLimited,
-    RegistrarFailure,
-)
-from pdm_app.customer_registrars.fake_ovh import ALL_RIGHTS, FakeOvh
-from pdm_app.customer_registrars.ovh import (
-    APPLIES_LATER,
-    ENDPOINTS,
-    OvhRegistrar,
-    endpoint_url,
-    sign,
-)
+from pdm_app.customer_domains.base import (ApiUnavailable, Deadline, DomainNotInAccount, InvalidToken, NotEntitled,
+                                           RateLimited, RegistrarFailure)
+from pdm_app.testing.fake_ovh import ALL_RIGHTS, FakeOvh
+from pdm_app.customer_domains.ovh import APPLIES_LATER, ENDPOINTS, OvhRegistrar, endpoint_url, sign
 
 AK = "ak" + uuid.uuid4().hex[:14]
 AS = "as" + uuid.uuid4().hex
@@ -452,12 +439,12 @@ def test_fake_is_strict(fake):
 # -- logs and secrets ----------------------------------------------------------------------
 
 def test_one_log_line_per_operation(ovh, fake, caplog):
-    caplog.set_level(logging.INFO, logger="pdm_app.customer_registrars.ovh")
+    caplog.set_level(logging.INFO, logger="pdm_app.customer_domains.ovh")
     ovh.validate(DOMAIN, TOKEN, deadline())
     with pytest.raises(DomainNotInAccount):
         ovh.validate("foreign.com", TOKEN, deadline())
     ovh.set_nameservers(DOMAIN, TOKEN, NEW_NS, deadline(25))
-    lines = [r.getMessage() for r in caplog.records if r.name == "pdm_app.customer_registrars.ovh"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "pdm_app.customer_domains.ovh"]
     assert lines == [f"ovh validate {DOMAIN}: ok", "ovh validate foreign.com: domain-not-in-account",
                      f"ovh set-ns {DOMAIN}: ok"]
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
-from pdm_app.powerdns.local_server import LocalPowerDns
-from pdm_app.powerdns.local_server import free_port as free_dns_port
+from pdm_app.testing.local_powerdns import LocalPowerDns
+from pdm_app.testing.local_powerdns import free_port as free_dns_port
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL = "omani.works"

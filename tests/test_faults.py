@@ -12,7 +12,7 @@ import pytest
 from conftest import API_KEY, API_SECRET, BASE_FOREIGN, BASE_RECORDS, POOL, foreign_records, make_settings, tenant_records
 from pdm_app import create_app
 from pdm_app.domain import utcnow
-from pdm_app.registrar import Record
+from pdm_app.dns.zone import Record
 
 LB = "198.51.100.7"
 FAULTS = ["http500", "timeout", "badjson", "error", "throttle", "reset"]

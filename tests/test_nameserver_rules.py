@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from pdm_app.domain import DomainError
-from pdm_app.nameserver_flips import check_domain, check_nameservers, normalise_nameservers
+from pdm_app.customer_domains.flips import check_domain, check_nameservers, normalise_nameservers
 
 
 @pytest.mark.parametrize("name", ["acme.com", "example.co.uk", "xn--80ak6aa92e.com", "a-b.io", "1password.com"])

@@ -14,7 +14,7 @@ import requests
 from urllib3.util import Retry
 
 from pdm_app import bounded_json, outbound
-from pdm_app.fake_server import FakeServer, send
+from pdm_app.testing.fake_server import FakeServer, send
 
 SECRET = "s3cret-key-in-the-query"
 TRICKLE_LENGTH = 2400  # 40 bytes a second: a minute

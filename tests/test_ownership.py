@@ -1,4 +1,4 @@
-"""What is ours (``pdm_app/ownership.py``): the service never publishes over DNS it does
+"""What is ours (``pdm_app/dns/ownership.py``): the service never publishes over DNS it does
 not own, never removes it, and says so before a wizard's caller gets that far -- on the
 fake Dynadot here, and against a real PowerDNS below."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from conftest import BASE_RECORDS, POOL
-from pdm_app.registrar import Record
+from pdm_app.dns.zone import Record
 
 LB = "198.51.100.7"
 NAMES = ("*", "console", "gitea", "harbor", "admin", "api")

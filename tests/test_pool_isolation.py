@@ -67,7 +67,7 @@ def test_a_pool_whose_pass_raises_fails_alone_and_the_other_pools_work_goes_out(
     assert [(a["subdomain"], a["state"], a["dnsPending"]) for a in pool["allocations"]] == [("beta", "active", True)]
 
     later(app, 10)  # both pools' work is due
-    with caplog.at_level(logging.ERROR, logger="pdm_app.dns_sync"):
+    with caplog.at_level(logging.ERROR, logger="pdm_app.dns.engine"):
         assert pdm.jobs.retry_dns() == 1
     # the other pool's work went out in the same tick
     assert len(tenant_records(fake.zone(OTHER), "acme")) == 6

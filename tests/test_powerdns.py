@@ -21,7 +21,7 @@ from powerdns_support import assert_tenant_gone, query, validate_chain
 
 from pdm_app import create_app
 from pdm_app.domain import utcnow
-from pdm_app.powerdns.client import PowerDnsClient, PowerDnsError
+from pdm_app.dns.powerdns.client import PowerDnsClient, PowerDnsError
 
 LB = "198.51.100.7"
 OTHER_LB = "203.0.113.20"

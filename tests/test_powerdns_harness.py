@@ -198,11 +198,11 @@ def test_a_restarted_server_keeps_its_zones_and_keys(powerdns, api, how):
 
 def test_the_module_runs_a_server_in_the_foreground_until_sigterm(powerdns_server, tmp_path):
     # powerdns_server: skipped (or failed, in CI) like the others when pdns_server is missing.
-    from pdm_app.powerdns.local_server import free_port
+    from pdm_app.testing.local_powerdns import free_port
 
     api_port, dns_port = free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pdm_app.powerdns.local_server", "--dir", str(tmp_path / "pdns"),
+        [sys.executable, "-m", "pdm_app.testing.local_powerdns", "--dir", str(tmp_path / "pdns"),
          "--api-port", str(api_port), "--dns-port", str(dns_port), "--api-key", "k-123"],
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -1,4 +1,4 @@
-"""The pure planning of pools on PowerDNS (pdm_app.powerdns.plan): what a pass reads,
+"""The pure planning of pools on PowerDNS (pdm_app.dns.powerdns.plan): what a pass reads,
 what it decides to write, and what a drift report says. No server."""
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from pdm_app.dns_plan import NameDrift, WrongAddress
+from pdm_app.dns.backend import NameDrift, WrongAddress
 from pdm_app.domain import tenant_hosts
-from pdm_app.powerdns import plan
-from pdm_app.powerdns.backend import adopted_names
-from pdm_app.powerdns.plan import (
-    ACCOUNT, DELEGATION_TTL, NEGATIVE_TTL, RECORD_TTL, SOA_TTL, Delegation, Key, ParentZone, PoolDns, TenantZone,
-)
+from pdm_app.dns.powerdns import plan
+from pdm_app.dns.powerdns.backend import adopted_names
+from pdm_app.dns.powerdns.plan import (ACCOUNT, DELEGATION_TTL, NEGATIVE_TTL, RECORD_TTL, SOA_TTL, Delegation, Key,
+                                       ParentZone, PoolDns, TenantZone)
 
 POOL = "omani.works"
 NS = ("ns1.openova.io.", "ns2.openova.io.")

@@ -16,10 +16,11 @@ import pytest
 import requests
 import urllib3.util.connection
 
-from pdm_app.registrar import Record, RegistrarError, UnreadableZone, Zone
+from pdm_app.dns.zone import Record, Zone
+from pdm_app.dns.errors import RegistrarError, UnreadableZone
 from pdm_app.redaction import redact
-from pdm_app.registrar.dynadot import DynadotClient
-from pdm_app.registrar.fake_dynadot import INVALID_FIELD, FakeDynadot
+from pdm_app.dns.dynadot.client import DynadotClient
+from pdm_app.testing.fake_dynadot import INVALID_FIELD, FakeDynadot
 
 KEY = "k-" + uuid.uuid4().hex
 SECRET = "s-" + uuid.uuid4().hex
@@ -481,7 +482,7 @@ def test_redact():
 
 
 def test_one_log_line_per_call(client, fake, caplog):
-    caplog.set_level(logging.INFO, logger="pdm_app.registrar.dynadot")
+    caplog.set_level(logging.INFO, logger="pdm_app.dns.dynadot.client")
     client.get_zone(DOMAIN)
     fake.inject("error")
     with pytest.raises(RegistrarError):
@@ -489,7 +490,7 @@ def test_one_log_line_per_call(client, fake, caplog):
     fake.seed(DOMAIN, [], ns_type="Name Servers")
     with pytest.raises(RegistrarError):
         client.get_zone(DOMAIN)
-    lines = [r.getMessage() for r in caplog.records if r.name == "pdm_app.registrar.dynadot"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "pdm_app.dns.dynadot.client"]
     assert len(lines) == 3
     assert lines[0].startswith(f"dynadot get_dns {DOMAIN}: ok in ")
     assert "(transient)" in lines[1] and "main server" in lines[1]
@@ -508,7 +509,7 @@ def test_pacing_between_calls(fake):
 
 def test_pacing_that_would_overrun_the_budget_fails_fast(fake, monkeypatch):
     """Fails at once: it neither sleeps toward a pacing slot it cannot reach nor calls."""
-    import pdm_app.registrar.dynadot as dynadot_module
+    import pdm_app.dns.dynadot.client as dynadot_module
 
     client = DynadotClient(fake.url, KEY, min_interval=5)
     client.get_zone(DOMAIN)

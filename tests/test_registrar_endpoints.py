@@ -14,11 +14,11 @@ import pytest
 from conftest import terminate_lock_session
 
 from pdm_app import metrics
-from pdm_app.customer_registrars.fake_cloudflare import FakeCloudflare
-from pdm_app.customer_registrars.fake_dynadot_ns import FakeDynadot
-from pdm_app.customer_registrars.fake_godaddy import FakeGodaddy
-from pdm_app.customer_registrars.fake_namecheap import FakeNamecheap
-from pdm_app.customer_registrars.fake_ovh import FakeOvh
+from pdm_app.testing.fake_cloudflare import FakeCloudflare
+from pdm_app.testing.fake_dynadot_ns import FakeDynadot
+from pdm_app.testing.fake_godaddy import FakeGodaddy
+from pdm_app.testing.fake_namecheap import FakeNamecheap
+from pdm_app.testing.fake_ovh import FakeOvh
 from pdm_app.db import make_engine
 from pdm_app.locks import advisory_key, per_key_lock
 

@@ -6,11 +6,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pdm_app.dns_plan import (LOST_FOREIGN, MAX_SAFE_DELETE_PCENT, MAX_SAFE_UPDATE_PCENT, MIN_EXISTING_RECORDS,
-                              TOO_LARGE, NameDrift, WrongAddress, ZoneBlocked, diff_zone, find_orphans,
-                              late_write_reads, next_late_write_read, plan_zone, retry_delay, unsafe_plan)
-from pdm_app.ownership import DNS_CONFLICT, POOL_FULL
-from pdm_app.registrar import Record, Zone
+from pdm_app.dns.errors import LOST_FOREIGN, TOO_LARGE, ZoneBlocked
+from pdm_app.dns.policy import (MAX_SAFE_DELETE_PCENT, MAX_SAFE_UPDATE_PCENT, MIN_EXISTING_RECORDS, late_write_reads,
+                                next_late_write_read, retry_delay, unsafe_plan)
+from pdm_app.dns.backend import NameDrift, WrongAddress
+from pdm_app.dns.dynadot.plan import diff_zone, find_orphans, plan_zone
+from pdm_app.dns.ownership import DNS_CONFLICT, POOL_FULL
+from pdm_app.dns.zone import Record, Zone
 
 NAMES = ("*", "console", "gitea", "harbor", "admin", "api")
 BASE = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from ..auth import CLIENT, OPERATOR
-from ..nameserver_flips import NameserverService
+from ..customer_domains.flips import NameserverService
 from . import body, schemas
 from .access import caller_name, requires
 from .errors import ApiError

@@ -46,7 +46,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
-from pdm_app.fake_server import FakeServer, reset, send
+from pdm_app.testing.fake_server import FakeServer, reset, send
 
 NAMESPACE = "http://api.namecheap.com/xml.response"
 PATH = "/xml.response"

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import domain, ownership
-from ..dns_plan import NameDrift, WrongAddress
+from ... import domain
+from .. import ownership
+from ..backend import NameDrift, WrongAddress
 from .client import KEY_ALGORITHM_NAME, absolute
 
 # The zones the service creates say so in PowerDNS's ``account`` field: a zone under a

@@ -16,10 +16,10 @@ from typing import Callable, TypeVar
 from publicsuffixlist import PublicSuffixList
 from sqlalchemy.orm import sessionmaker
 
-from . import domain
-from .customer_registrars.base import CustomerRegistrar, Deadline, RegistrarFailure, Unsupported
-from .domain import DomainError
-from .unit_of_work import UnitOfWork
+from .. import domain
+from ..domain import DomainError
+from ..unit_of_work import UnitOfWork
+from .base import CustomerRegistrar, Deadline, RegistrarFailure, Unsupported
 
 log = logging.getLogger(__name__)
 

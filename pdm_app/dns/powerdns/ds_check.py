@@ -9,7 +9,7 @@ import dns.exception
 import dns.rdatatype
 import dns.resolver
 
-from ..config import split_host_port
+from ...config import split_host_port
 from .plan import sha256_ds
 
 PUBLISHED = "published"

@@ -1,6 +1,6 @@
 """A fake of Cloudflare's API v4 on loopback, for the bring-your-own-domain adapter.
 
-A real HTTP server on loopback (``pdm_app.fake_server.FakeServer``) so the adapter's whole
+A real HTTP server on loopback (``pdm_app.testing.fake_server.FakeServer``) so the adapter's whole
 stack -- requests, sockets, timeouts -- is exercised. ``FakeCloudflare().start()``;
 ``.url`` is the base URL (``http://127.0.0.1:<port>/client/v4``, like the real
 ``https://api.cloudflare.com/client/v4``).
@@ -63,7 +63,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from pdm_app.fake_server import FakeServer, drop, reset, send
+from pdm_app.testing.fake_server import FakeServer, drop, reset, send
 
 PREFIX = "/client/v4"
 ROUTES = ("verify", "account_verify", "zones", "zone", "zone_edit")

@@ -10,15 +10,14 @@ tenants' zones and any surplus keys are deleted.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 
-import dataclasses
-
-from .. import domain, ownership
-from ..dns_plan import NameDrift
-from ..dns_sync import Converged, PassIO, Snapshot, account_id
-from ..locks import DatabaseLock
-from ..registrar import Record
+from ... import domain
+from ...locks import DatabaseLock
+from .. import ownership
+from ..backend import Converged, NameDrift, PassIO, Snapshot, account_id
+from ..zone import Record
 from . import plan
 from .client import PowerDnsClient, absolute
 from .plan import ACCOUNT, Delegation, ParentZone, PoolDns, TenantZone

@@ -1,13 +1,10 @@
-"""The registrar boundary: what the service needs from whoever hosts a pool's DNS.
+"""What goes wrong with a pool's DNS, as the engine and every backend raise it.
 
-The service only ever reads a whole zone and writes a whole zone back (Dynadot's
-``set_dns2`` replaces the zone; see ``dynadot.py``), so the interface is two calls.
+``RegistrarError``: a call to the pool's DNS host (the registrar, or PowerDNS) failed;
+``UnreadableZone`` and ``ZoneBlocked``: the pool is blocked until a good read or an
+operator steps in; ``LockLost``: the pass lost its lock and must stop writing.
 """
 from __future__ import annotations
-
-from typing import Protocol
-
-from .zone import Record, Zone
 
 
 class RegistrarError(Exception):
@@ -34,13 +31,22 @@ class UnreadableZone(RegistrarError):
         self.reason = reason
 
 
-class Registrar(Protocol):
-    def get_zone(self, domain: str, *, timeout: float | None = None) -> Zone:
-        """The complete current zone of ``domain``; raises RegistrarError if it cannot be
-        read completely (never a partial zone)."""
-
-    def set_zone(self, zone: Zone, *, timeout: float | None = None) -> None:
-        """Replace the whole zone of ``zone.domain`` with exactly ``zone``."""
+# Why a pool's zone is not written back (``pool_zones.blocked_reason``).
+UNREADABLE = "unreadable-zone"
+NOT_DYNADOT = "not-dynadot-dns"
+LOST_FOREIGN = "lost-foreign-records"
+TOO_LARGE = "zone-too-large"
 
 
-__all__ = ["Record", "Registrar", "RegistrarError", "UnreadableZone", "Zone"]
+class ZoneBlocked(Exception):
+    """The snapshot looks like a broken read, or the wanted zone cannot be written: the
+    pool is blocked (visibly) until a good read or an operator's ``reconcile --force``."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class LockLost(Exception):
+    """The registrar lock's connection went away mid-pass: another process may hold it."""

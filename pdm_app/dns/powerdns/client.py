@@ -22,9 +22,9 @@ from urllib.parse import quote
 
 import requests
 
-from .. import bounded_json, outbound
-from ..redaction import redact, register_secret
-from ..registrar import RegistrarError
+from ... import bounded_json, outbound
+from ...redaction import redact, register_secret
+from ..errors import RegistrarError
 
 log = logging.getLogger(__name__)
 

@@ -52,7 +52,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Iterable
 from urllib.parse import parse_qsl, urlsplit
 
-from ..fake_server import FakeServer, drop, reset
+from .fake_server import FakeServer, drop, reset
 
 FAULTS = ("http500", "reset", "timeout", "badjson", "raw", "throttle", "system_busy", "main_server",
           "concurrent", "invalid_key", "not_in_account", "unknown_host", "trickle")

@@ -1,5 +1,5 @@
 """The customer's own Dynadot account, through the legacy ``api3.json`` (not the pool's
-account: for that see ``pdm_app.registrar.dynadot``).
+account: for that see ``pdm_app.dns.dynadot``).
 
 What this relies on (``/work/shared/docs/registrars.md`` §2 "Dynadot" and
 ``/work/shared/docs/dynadot.md``):

@@ -1,6 +1,9 @@
-"""Customers' own registrars (bring your own domain): validate credentials, flip
-nameservers. ``base.py`` holds the interface and the rules every adapter keeps; one
-module per provider, each with a fake of its API for the tests."""
+"""Customers' own domains (bring your own domain): their registrars, reached with the
+customer's credentials to validate them and flip the domain's nameservers. ``base``
+holds the adapters' interface and the rules every adapter keeps; one module per provider
+(``cloudflare``, ``dynadot``, ``godaddy``, ``namecheap``, ``ovh``); ``flips`` is the use
+case the HTTP layer calls. Unrelated to the pool's DNS (``pdm_app.dns``); the fakes of
+these APIs live in ``pdm_app.testing``."""
 from __future__ import annotations
 
 from .base import CustomerRegistrar, KeyLock

@@ -9,7 +9,7 @@ across runs on the same folder), so a restarted server still has its zones and k
         requests.get(pdns.api_url + "/api/v1/servers/localhost",
                      headers={"X-API-Key": pdns.api_key})
 
-or ``python -m pdm_app.powerdns.local_server --dir D [--api-port N] [--dns-port N]
+or ``python -m pdm_app.testing.local_powerdns --dir D [--api-port N] [--dns-port N]
 [--api-key K]`` in the foreground until SIGINT/SIGTERM.
 """
 from __future__ import annotations
@@ -270,7 +270,7 @@ class LocalPowerDns:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pdm_app.powerdns.local_server",
+    parser = argparse.ArgumentParser(prog="python -m pdm_app.testing.local_powerdns",
                                      description="Run a local PowerDNS (gsqlite3, DNSSEC) until SIGINT/SIGTERM.")
     parser.add_argument("--dir", required=True, help="folder for pdns.conf, pdns.sqlite3 and pdns.log")
     parser.add_argument("--api-port", type=int, default=0, help="HTTP API port (0: a free one)")

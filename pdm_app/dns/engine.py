@@ -1,40 +1,40 @@
 """Applies the allocation table to the pools' DNS: the one writer of every pool.
 
 A pass for one pool reads the table and the pool's pending work from one snapshot, then
-hands them to the pool's backend (``ZoneBackend``), which reads what the DNS holds, plans
-the changes (pure code: ``dns_plan`` for Dynadot's whole-zone writes, ``powerdns.plan``
-for signed tenant zones) and applies them. Commit, release, the retry job, the periodic
-resync and an operator's reconcile all run this same pass, whatever the backend.
+hands them to the pool's backend (``backend.ZoneBackend``), which reads what the DNS
+holds, plans the changes (pure code: ``dynadot.plan`` for Dynadot's whole-zone writes,
+``powerdns.plan`` for signed tenant zones) and applies them. Commit, release, the retry
+job, the periodic resync and an operator's reconcile all run this same pass, whatever
+the backend. The engine knows backends only by that protocol: the composition root
+(``pdm_app.create_app``) builds them.
 
 Passes of one backend account run one at a time deployment-wide (a ``DatabaseLock``):
 Dynadot serves one call at a time per key, two whole-zone writes in flight can land out
 of order, and PowerDNS's SQLite backend refuses parallel writers. The lock is a session
 on a database connection and can be lost mid-pass, so a pass fences itself: a backend
 writes only after checking on the lock's own connection that it still holds it
-(``PassIO.write``), and work is marked done only while the fencing token taken
+(``PacedIO.write``), and work is marked done only while the fencing token taken
 with the lock is still the newest.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable, Mapping, Protocol
+from typing import Callable, Iterable, Mapping
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from . import domain, metrics
-from .dns_plan import NameDrift, ZoneBlocked, late_write_reads, next_late_write_read, retry_delay
-from .locks import DatabaseLock
-from .redaction import redact
-from .registrar import Record, RegistrarError, UnreadableZone
-from .unit_of_work import UnitOfWork, event
-from .wakeups import PassWakeups
+from .. import domain, metrics
+from ..redaction import redact
+from ..unit_of_work import UnitOfWork, event
+from ..wakeups import PassWakeups
+from .backend import Converged, NameDrift, Snapshot, ZoneBackend, foreign_records
+from .errors import LockLost, RegistrarError, UnreadableZone, ZoneBlocked
+from .policy import late_write_reads, next_late_write_read, retry_delay
+from .zone import Record
 
 log = logging.getLogger(__name__)
 
@@ -50,86 +50,8 @@ QUICK_PASS = 0.1
 DONE, REFUSED, PENDING = "done", "refused", "pending"
 
 
-class LockLost(Exception):
-    """The registrar lock's connection went away mid-pass: another process may hold it."""
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The table as one pass sees it: active tenants and their addresses, the pool's
-    pending work, the hosts the service owns, and the last good read's foreign records
-    (Dynadot). ``states``: every allocated name and its state (drift reports only)."""
-
-    active: dict[str, str]
-    work: list
-    owned: set[str]
-    last_foreign: list[Record] | None
-    states: dict[str, str] = field(default_factory=dict)
-    # Active tenants carried over from the previous service's table (``ownership``).
-    carried: frozenset[str] = frozenset()
-    # The account's fencing token taken with the lock (None: a drift read takes none),
-    # and until when the registrar asked every caller to wait.
-    fence: int | None = None
-    paused_until: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Converged:
-    """What a backend's pass did, for the bookkeeping that follows it.
-
-    ``owned``: the hosts of the service's records once the pass is done; ``removing``:
-    those it removed now (still owned until a later read shows them gone); ``touched``:
-    tenant -> what changed for it; ``state``: the backend's columns of ``pool_zones`` to
-    store with this good read; ``conflicts``: every name the DNS holds foreign records at
-    or under (``ownership``), None when the pass did not read them all; ``refused``:
-    active tenants it did not publish rather than take over what is not the service's
-    (or for want of room): sub -> (code, why)."""
-
-    touched: dict[str, list[str]]
-    owned: frozenset[str] = frozenset()
-    removing: frozenset[str] = frozenset()
-    state: Mapping[str, object] = field(default_factory=dict)
-    conflicts: Mapping[str, str] | None = None
-    refused: Mapping[str, tuple[str, str]] = field(default_factory=dict)
-
-
-class ZoneBackend(Protocol):
-    """Where a pool's DNS lives (Dynadot's zone, or PowerDNS's signed tenant zones).
-
-    ``converge`` reads what the DNS holds, plans and applies what the table wants, making
-    every external call through ``io`` (timed, counted; writes fenced); it raises
-    ``RegistrarError`` (a failed call), ``UnreadableZone``/``ZoneBlocked`` (the pool is
-    blocked) or ``LockLost``; any other exception fails that pool's pass alone, like a
-    registrar error. ``drift`` reads and compares without writing."""
-
-    kind: str
-    lock: DatabaseLock
-    account: str  # a hash naming the account whose calls are paced, paused and fenced
-    min_interval: float
-    record_names: tuple[str, ...]  # PDM_TENANT_RECORDS
-
-    def converge(self, pool: str, snap: Snapshot, io: "PassIO", *, accept: bool,
-                 adopt: frozenset[str]) -> Converged: ...
-
-    def drift(self, pool: str, snap: Snapshot, io: "PassIO") -> tuple[list[NameDrift], list[Record]]: ...
-
-
-def account_id(key: str) -> str:
-    """How an account is named in the database: a hash, never the key itself."""
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def foreign_json(records: Iterable[Record]) -> str:
-    return json.dumps([[r.host, r.rtype, r.value, r.extra] for r in records])
-
-
-def foreign_records(text: str | None) -> list[Record] | None:
-    """``pool_zones.foreign_records`` read back."""
-    return None if text is None else [Record(*item) for item in json.loads(text)]
-
-
-class PassIO:
-    """A pass's access to the outside, handed to its backend: every call paced, timed
+class PacedIO:
+    """The engine's ``PassIO``, handed to a pass's backend: every call paced, timed
     against the pass's budget and counted; a write only while the lock is still held."""
 
     def __init__(self, publisher: "DnsPublisher", backend: ZoneBackend, pool: str, start: float,
@@ -330,7 +252,7 @@ class DnsPublisher:
             if paused is not None:
                 raise RegistrarError(f"registrar calls are paused until {paused:%H:%M:%S} UTC (it throttled this key)",
                                      transient=True)
-            names, lost = backend.drift(pool, snap, PassIO(self, backend, pool, start, budget, snap.owned))
+            names, lost = backend.drift(pool, snap, PacedIO(self, backend, pool, start, budget, snap.owned))
             return snap, names, lost
         finally:
             backend.lock.release()
@@ -414,7 +336,7 @@ class DnsPublisher:
                 tx.schedule_recheck(pool, paused, began)
             log.info("dns pass for %s: %s; %d change(s) wait", pool, why, len(ids))
             return False
-        io = PassIO(self, backend, pool, start, budget, snap.owned)
+        io = PacedIO(self, backend, pool, start, budget, snap.owned)
         try:
             done = backend.converge(pool, snap, io, accept=accept, adopt=adopt)
         except (ZoneBlocked, UnreadableZone) as exc:

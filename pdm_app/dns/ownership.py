@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from . import domain
-from .registrar import Record
+from .. import domain
+from .zone import Record
 
 DNS_CONFLICT = "dns-conflict"
 POOL_FULL = "pool-full"

@@ -1,4 +1,4 @@
-"""Dynadot's legacy ``api3.json`` as a :class:`~pdm_app.registrar.Registrar`.
+"""Dynadot's legacy ``api3.json`` as a :class:`~pdm_app.dns.dynadot.backend.Registrar`.
 
 What this module relies on, and where it comes from (checked against stored copies of
 public material; see also ``/work/shared/docs/dynadot.md``):
@@ -65,10 +65,10 @@ from urllib.parse import urlsplit
 import requests
 from urllib3.util import Retry
 
-from .. import bounded_json, outbound
-from ..redaction import redact, register_secret
-from . import RegistrarError, UnreadableZone
-from .zone import Record, Zone
+from ... import bounded_json, outbound
+from ...redaction import redact, register_secret
+from ..errors import RegistrarError, UnreadableZone
+from ..zone import Record, Zone
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

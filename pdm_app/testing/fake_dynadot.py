@@ -39,7 +39,7 @@ or before it is answered, until released), ``wait_held(n)``.
 (atomically: a temporary file, then a rename) after every successful ``set_dns2``, so a
 local run that restarts finds the zone its database expects.
 
-Run ``python -m pdm_app.registrar.fake_dynadot --port 8081 --key dev-key --domains
+Run ``python -m pdm_app.testing.fake_dynadot --port 8081 --key dev-key --domains
 omani.works,openova.io --state .local/fake-dynadot.json`` for local development.
 """
 from __future__ import annotations
@@ -49,8 +49,8 @@ import json
 import os
 import re
 import sys
-import threading
 import tempfile
+import threading
 import time
 from copy import deepcopy
 from dataclasses import dataclass
@@ -59,8 +59,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ..fake_server import FakeServer, drop, reset, serve_until_signalled
-from .zone import Record, Zone
+from ..dns.zone import Record, Zone
+from .fake_server import FakeServer, drop, reset, serve_until_signalled
 
 FAULTS = ("http500", "timeout", "badjson", "error", "throttle", "reset", "raw", "late", "trickle")
 APEX_TYPES = frozenset({"a", "aaaa", "cname", "forward", "txt", "mx", "stealth", "email"})

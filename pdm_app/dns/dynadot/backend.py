@@ -1,12 +1,29 @@
 """A pool whose DNS is its zone at Dynadot: the pass reads the whole zone, plans it
-(``dns_plan.plan_zone``) and writes the whole zone back once, if it changed."""
+(``plan.plan_zone``) and writes the whole zone back once, if it changed.
+
+The service only ever reads a whole zone and writes a whole zone back (Dynadot's
+``set_dns2`` replaces the zone; see ``client.py``), so what this backend needs from the
+registrar (``Registrar``: the client, or a test's fake) is two calls.
+"""
 from __future__ import annotations
 
+from typing import Protocol
+
+from ...locks import DatabaseLock
 from .. import ownership
-from ..dns_plan import NameDrift, diff_zone, lost_foreign, plan_zone
-from ..dns_sync import Converged, PassIO, Snapshot, account_id, foreign_json
-from ..locks import DatabaseLock
-from . import Record, Registrar, Zone
+from ..backend import Converged, NameDrift, PassIO, Snapshot, account_id, foreign_json
+from ..zone import Record, Zone
+from .plan import diff_zone, lost_foreign, plan_zone
+
+
+class Registrar(Protocol):
+    def get_zone(self, domain: str, *, timeout: float | None = None) -> Zone:
+        """The complete current zone of ``domain``; raises RegistrarError if it cannot be
+        read completely (never a partial zone)."""
+
+    def set_zone(self, zone: Zone, *, timeout: float | None = None) -> None:
+        """Replace the whole zone of ``zone.domain`` with exactly ``zone``."""
+
 
 
 class DynadotZones:

@@ -48,7 +48,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pdm_app.fake_server import FakeServer, drop, reset, send, serve_until_signalled
+from pdm_app.testing.fake_server import FakeServer, drop, reset, send, serve_until_signalled
 
 FAULTS = ("unauthorized", "access_denied", "forbidden", "not_found", "conflict", "unprocessable",
           "throttle", "http500", "reset", "timeout", "badjson", "raw")

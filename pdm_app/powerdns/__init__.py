@@ -1,1 +1,0 @@
-"""PowerDNS: the tenant-zone backend."""

@@ -1,0 +1,12 @@
+"""Test doubles shipped apart from the service (as ``sqlalchemy.testing`` is): real HTTP
+servers on loopback that answer as the outside services do, strict where they are strict.
+
+- ``fake_server``: what every fake shares (the server thread, faults, slow answers).
+- ``fake_dynadot``: Dynadot's ``api3.json`` as a pool's DNS host (``./dev run`` runs it).
+- ``fake_cloudflare``, ``fake_dynadot_ns``, ``fake_godaddy``, ``fake_namecheap``,
+  ``fake_ovh``: the customers' registrars, for nameserver flips.
+- ``local_powerdns``: a throwaway ``pdns_server`` with its SQLite backend.
+
+Only the tests, ``bench/`` and ``./dev`` import this package; nothing the service runs
+does (``tests/unit/test_layers.py`` checks), and the Docker image leaves it out.
+"""
