@@ -11,6 +11,7 @@ import pytest
 
 from conftest import API_KEY, POOL, break_pool, mend, tenant_records
 from pdm_app import metrics
+from pdm_app.dns import bookkeeping
 from pdm_app.domain import utcnow
 
 LB = "198.51.100.7"
@@ -153,7 +154,7 @@ def test_a_bug_in_the_bookkeeping_after_the_write_fails_the_pool_not_the_request
     def broken(*args, **kwargs):
         raise ValueError("bookkeeping bug")
 
-    monkeypatch.setattr(pdm.publisher, "_record_events", broken)
+    monkeypatch.setattr(bookkeeping, "record_events", broken)
     answer = commit(client, POOL, "acme")
     assert answer.status_code == 202, answer.get_json()
     pool = listed(client, POOL)

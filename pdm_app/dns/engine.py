@@ -13,93 +13,37 @@ Dynadot serves one call at a time per key, two whole-zone writes in flight can l
 of order, and PowerDNS's SQLite backend refuses parallel writers. The lock is a session
 on a database connection and can be lost mid-pass, so a pass fences itself: a backend
 writes only after checking on the lock's own connection that it still holds it
-(``PacedIO.write``), and work is marked done only while the fencing token taken
-with the lock is still the newest.
+(``calls.PacedIO.write``), and work is marked done only while the fencing token taken
+with the lock is still the newest (``bookkeeping.finish``: what a pass leaves in the table).
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Callable, Iterable, Mapping
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from .. import domain, metrics
-from ..redaction import redact
-from ..unit_of_work import UnitOfWork, event
+from ..unit_of_work import UnitOfWork
 from ..wakeups import PassWakeups
-from .backend import Converged, NameDrift, Snapshot, ZoneBackend, foreign_records
+from . import bookkeeping
+from .backend import NameDrift, Snapshot, ZoneBackend, foreign_records
+from .calls import PacedIO
 from .errors import LockLost, RegistrarError, UnreadableZone, ZoneBlocked
-from .policy import late_write_reads, next_late_write_read, retry_delay
 from .zone import Record
 
 log = logging.getLogger(__name__)
 
-# History events of DNS work are made by the service itself.
-DNS_CALLER = "dns"
-# A failed read with no work behind it is tried again after this long.
-RECHECK_AFTER_FAILURE = 60.0
 # Below this much of its budget left, a request does not start a pass.
 MIN_PASS_TIME = 0.05
 # Passes quicker than this (on average) count as quick: see DnsPublisher._turn_wait.
 QUICK_PASS = 0.1
 # Where a request's DNS work stands (DnsPublisher._work_state).
 DONE, REFUSED, PENDING = "done", "refused", "pending"
-
-
-class PacedIO:
-    """The engine's ``PassIO``, handed to a pass's backend: every call paced, timed
-    against the pass's budget and counted; a write only while the lock is still held."""
-
-    def __init__(self, publisher: "DnsPublisher", backend: ZoneBackend, pool: str, start: float,
-                 budget: float | None, owned: Iterable[str] = ()):
-        self._publisher = publisher
-        self._backend = backend
-        self.pool = pool
-        # The pass's budget runs from ``start`` (time.monotonic()).
-        self._deadline = (start, budget)
-        # The hosts recorded as the service's own: the snapshot's, and those ``own`` added.
-        self.owned = set(owned)
-
-    def call(self, command: str, fn, *args, **kwargs):
-        """``fn(*args, timeout=<what the budget leaves>, **kwargs)``, paced and counted."""
-        p = self._publisher
-        p._pace(self._backend)
-        try:
-            return p._call(command, fn, *args, timeout=p._remaining(*self._deadline), **kwargs)
-        finally:
-            p._mark_called(self._backend)
-
-    def own(self, hosts: Iterable[str]) -> None:
-        """Record ``hosts`` as the service's own -- before the write that publishes them, so
-        a crash after it cannot orphan what it published."""
-        new = set(hosts) - self.owned
-        if new:
-            with self._publisher.uow(single=True) as tx:
-                tx.own_hosts(self.pool, new)
-            self.owned |= new
-
-    def write(self, command: str, fn, *args, **kwargs):
-        """A call that changes the DNS: paced, then made only while the lock is still this
-        pass's (checked on the lock's own connection, after any wait). A write that fails,
-        times out or gets an answer that cannot be read may still be applied later: the DNS
-        is read again while it could be (``DnsPublisher._late_write_possible``)."""
-        p = self._publisher
-        p._pace(self._backend)
-        try:
-            if not self._backend.lock.still_held():
-                raise LockLost("the registrar lock was lost (its database connection is gone)")
-            timeout = p._remaining(*self._deadline)  # a write never sent cannot land late
-            try:
-                return p._call(command, fn, *args, timeout=timeout, **kwargs)
-            except Exception:  # whatever went wrong after the write was sent, it may land: re-raised
-                p._late_write_possible(self.pool)
-                raise
-        finally:
-            p._mark_called(self._backend)
 
 
 class DnsPublisher:
@@ -222,11 +166,11 @@ class DnsPublisher:
 
     def _failed_around(self, backend: ZoneBackend, pool: str, exc: Exception) -> bool:
         """A pass that failed outside ``backend.converge``: a failure of the pool's
-        pending work like any other (``_fail``)."""
+        pending work like any other (``bookkeeping.fail``)."""
         try:
             with self.uow(single=True) as tx:
                 work = tx.pending_work(pool)
-            self._fail(backend, pool, work, exc)
+            bookkeeping.fail(self.uow, backend, pool, work, exc, self.clock())
         except SQLAlchemyError as db_exc:
             return self._left_pending(pool, db_exc)
         return False
@@ -252,7 +196,7 @@ class DnsPublisher:
             if paused is not None:
                 raise RegistrarError(f"registrar calls are paused until {paused:%H:%M:%S} UTC (it throttled this key)",
                                      transient=True)
-            names, lost = backend.drift(pool, snap, PacedIO(self, backend, pool, start, budget, snap.owned))
+            names, lost = backend.drift(pool, snap, self._io(backend, pool, start, budget, snap))
             return snap, names, lost
         finally:
             backend.lock.release()
@@ -304,14 +248,10 @@ class DnsPublisher:
         return Snapshot(active, work, owned, foreign_records(zone.foreign_records if zone else None), allocated,
                         carried, token, paused_until)
 
-    def _late_write_possible(self, pool: str) -> None:
-        """A write of ``pool`` failed or timed out: the registrar may still apply it until
-        the late-write window ends. The zone is read again soon, about a minute later and
-        at the window's end (``late_write_reads``; ``_finish`` schedules each next one)."""
-        now = self.clock()
-        with self.uow() as tx:
-            tx.update_pool_zone(pool, late_write_until=now + timedelta(seconds=self.late_write_window))
-            tx.schedule_recheck(pool, now + timedelta(seconds=late_write_reads(self.late_write_window)[0]), now)
+    def _io(self, backend: ZoneBackend, pool: str, start: float, budget: float | None, snap: Snapshot) -> PacedIO:
+        """The pass's calls to the DNS host, within ``budget`` seconds from ``start``."""
+        return PacedIO(self.uow, backend, pool, start, budget, snap.owned, late_write_possible=lambda p: (
+            bookkeeping.late_write_possible(self.uow, p, self.clock(), self.late_write_window)))
 
     def _paused(self, snap: Snapshot) -> datetime | None:
         """Until when registrar calls are paused (the registrar throttled the key), or None."""
@@ -336,11 +276,11 @@ class DnsPublisher:
                 tx.schedule_recheck(pool, paused, began)
             log.info("dns pass for %s: %s; %d change(s) wait", pool, why, len(ids))
             return False
-        io = PacedIO(self, backend, pool, start, budget, snap.owned)
+        io = self._io(backend, pool, start, budget, snap)
         try:
             done = backend.converge(pool, snap, io, accept=accept, adopt=adopt)
         except (ZoneBlocked, UnreadableZone) as exc:
-            self._block(pool, snap.work, exc)
+            bookkeeping.block(self.uow, pool, snap.work, exc, self.clock())
             return False
         except LockLost as exc:
             metrics.LOCK_LOST.inc()
@@ -349,206 +289,12 @@ class DnsPublisher:
                 tx.schedule_recheck(pool, self.clock(), began)
             return False
         except RegistrarError as exc:
-            self._fail(backend, pool, snap.work, exc)
+            bookkeeping.fail(self.uow, backend, pool, snap.work, exc, self.clock())
             return False
         except SQLAlchemyError:
             raise  # the database's trouble, not the pool's: the work is left pending (_locked_pass)
         except Exception as exc:  # any other fault (an answer no client expected, a bug) fails this pool alone
-            self._fail(backend, pool, snap.work, exc)
+            bookkeeping.fail(self.uow, backend, pool, snap.work, exc, self.clock())
             return False
-        return self._finish(backend, pool, snap, done, io.owned, began, wanted, accepted=accept)
-
-    def _finish(self, backend: ZoneBackend, pool: str, snap: Snapshot, done: Converged, owned: set[str],
-                began: datetime, wanted: set[int], *, accepted: bool) -> bool:
-        """The pass's bookkeeping, in one transaction. ``owned``: the hosts recorded as the
-        service's own when the pass ends. False when work of ``wanted`` was refused (with
-        none wanted: when any active tenant was): its tenant is not published."""
-        now = self.clock()
-        refused = [w for w in snap.work if w.action == domain.PUBLISH and w.subdomain in done.refused]
-        with self.uow() as tx:
-            if tx.fence(backend.account) != snap.fence:
-                # Another process took the lock after ours was lost: what it did and
-                # what we wrote may have crossed. Leave the work; read again.
-                metrics.LOCK_LOST.inc()
-                log.warning("dns pass for %s: the registrar lock changed hands during the pass; "
-                            "work left pending and the zone read again", pool)
-                tx.schedule_recheck(pool, now, now)
-                return False
-            tx.finish_work([w.id for w in snap.work if w not in refused])
-            for w in refused:
-                code, why = done.refused[w.subdomain]
-                self._record_failure(tx, pool, [w], why, now, action="dns-refused")
-                tx.fail_work([w.id], why, now + timedelta(seconds=retry_delay(w.attempts)), refusal=code)
-            if done.conflicts is not None:
-                tx.replace_conflicts(pool, dict(done.conflicts))
-            zone = tx.pool_zone(pool)
-            was_blocked = zone.blocked_reason if zone is not None else None
-            was_failing = zone.last_error if zone is not None else None
-            # A write that failed or timed out may still land until ``late_write_until``,
-            # perhaps after this pass read the zone.
-            until = zone.late_write_until if zone is not None else None
-            late_write_possible = until is not None and until > began
-            if not late_write_possible:
-                # Forget hosts only once a read shows them gone and no abandoned write
-                # can bring them back.
-                keep = set(done.owned | done.removing)
-                tx.disown_hosts(pool, owned - keep)
-                tx.own_hosts(pool, keep - owned)
-            tx.update_pool_zone(
-                pool,
-                synced_at=now,
-                record_names=",".join(backend.record_names),
-                blocked_reason=None, blocked_detail=None, blocked_since=None,
-                last_error=None, failing_since=None,
-                # While a write may still land, the zone is read again on its schedule (a
-                # pass that began before the window's end and ended after it: read now).
-                recheck_at=(next_late_write_read(until, self.late_write_window, now) or now)
-                if late_write_possible else None,
-                late_write_until=until if late_write_possible else None,
-                **done.state,
-            )
-            self._record_events(tx, pool, snap, done, now, accepted)
-        if refused:
-            log.warning("dns pass for %s: not published, to take over nothing that is not the service's: %s", pool,
-                        "; ".join(f"{sub} ({code})" for sub, (code, _) in sorted(done.refused.items())))
-        if was_blocked:
-            log.info("dns for %s is no longer blocked (%s)", pool, was_blocked)
-        if was_failing:
-            log.info("dns passes for %s succeed again (the last failed: %s)", pool, was_failing)
-        log.info(
-            "dns pass for %s: %d change(s) applied, %s", pool, len(snap.work),
-            f"changed ({', '.join(done.touched)})" if done.touched else "already right",
-        )
-        return not ({w.id for w in refused} & wanted if wanted else done.refused)
-
-    def _record_events(self, tx: UnitOfWork, pool: str, snap: Snapshot, done: Converged, now: datetime,
-                       accepted: bool) -> None:
-        events, worked = [], set()
-        for w in snap.work:
-            if (w.subdomain, w.action) in worked:
-                continue
-            worked.add((w.subdomain, w.action))
-            if w.subdomain in done.refused and w.action == domain.PUBLISH:
-                continue  # recorded as dns-refused
-            if w.action == domain.REMOVE:
-                events.append(event(pool, w.subdomain, "dns-removed", DNS_CALLER, now))
-            elif w.subdomain in snap.active:
-                events.append(event(pool, w.subdomain, "dns-published", DNS_CALLER, now, snap.active[w.subdomain]))
-        for sub, hosts in done.touched.items():
-            if not any(s == sub for s, _ in worked):
-                events.append(event(pool, sub, "drift-repaired", DNS_CALLER, now, snap.active.get(sub),
-                                    detail="records made right: " + ", ".join(hosts)))
-        if accepted:
-            events.append(event(pool, "", "zone-accepted", DNS_CALLER, now,
-                                detail="an operator accepted the zone as it was read (reconcile --force)"))
-        tx.record_events(events)
-
-    def _fail(self, backend: ZoneBackend, pool: str, work: list, exc: Exception) -> None:
-        """A failed pass: a registrar error, or any other exception (an answer the client
-        could not read, a bug) -- either way this pool's alone. Its work is retried with
-        back-off, and the pool shows as failing (``last_error``) until a pass succeeds."""
-        attempts = max((w.attempts for w in work), default=0)
-        now = self.clock()
-        registrar = isinstance(exc, RegistrarError)
-        retry_after = exc.retry_after if registrar else None
-        when = now + timedelta(seconds=retry_delay(attempts, retry_after))
-        error = redact(f"{type(exc).__name__}: {exc}")
-        if registrar:
-            reason = "registrar-transient" if exc.transient else "registrar-error"
-            log.log(logging.WARNING if exc.transient else logging.ERROR,
-                    "dns pass for %s failed (attempt %d), retry at %s: %s", pool, attempts + 1, when.isoformat(),
-                    error)
-        else:
-            # Nothing planned for: the traceback goes to the log (redacted like every line).
-            reason = "unexpected"
-            log.error("dns pass for %s failed on an unexpected %s (attempt %d), retry at %s: %s", pool,
-                      type(exc).__name__, attempts + 1, when.isoformat(), error, exc_info=exc)
-        metrics.DNS_PASS_FAILURES.labels(pool, reason).inc()
-        with self.uow() as tx:
-            self._record_failure(tx, pool, work, error, now, for_pool=True)
-            zone = tx.pool_zone(pool)
-            since = zone.failing_since if zone is not None and zone.last_error else None
-            tx.update_pool_zone(pool, last_error=error[:500], failing_since=since or now)
-            tx.fail_work([w.id for w in work], error, when)
-            tx.schedule_recheck(pool, when if work else now + timedelta(seconds=RECHECK_AFTER_FAILURE), now)
-            if retry_after:
-                # The registrar throttles the key, not the pool: every caller waits.
-                tx.update_registrar_account(backend.account, paused_until=now + timedelta(seconds=retry_after))
-
-    def _block(self, pool: str, work: list, exc: ZoneBlocked | UnreadableZone) -> None:
-        reason = exc.reason
-        detail = redact(exc.detail if isinstance(exc, ZoneBlocked) else str(exc))
-        attempts = max((w.attempts for w in work), default=0)
-        now = self.clock()
-        when = now + timedelta(seconds=retry_delay(attempts))
-        log.error("dns for %s is blocked (%s): %s", pool, reason, detail)
-        with self.uow() as tx:
-            zone = tx.pool_zone(pool)
-            since = zone.blocked_since if zone is not None and zone.blocked_reason == reason else None
-            tx.update_pool_zone(pool, blocked_reason=reason, blocked_detail=detail, blocked_since=since or now)
-            self._record_failure(tx, pool, work, f"blocked ({reason}): {detail}", now)
-            tx.fail_work([w.id for w in work], f"blocked ({reason}): {detail}", when)
-            # A block lasts until someone acts: no work behind it, no need to read often.
-            tx.schedule_recheck(pool, when if work else now + timedelta(seconds=RECHECK_AFTER_FAILURE), now)
-
-    @staticmethod
-    def _record_failure(tx: UnitOfWork, pool: str, work: list, error: str, now: datetime, *,
-                        action: str = "dns-failed", for_pool: bool = False) -> None:
-        # Once per change and error: a long outage is one event, not one per retry. With
-        # ``for_pool``, a pass with no work behind it (a resync, a read owed) is one event
-        # for the pool, once per error (the pool's ``last_error``, read before it is set).
-        seen = set()
-        for w in work:
-            if w.last_error != error[:500] and (w.subdomain, w.action) not in seen:
-                seen.add((w.subdomain, w.action))
-                tx.record_event(pool, w.subdomain, action, DNS_CALLER, now, detail=error[:500])
-        if for_pool and not work:
-            zone = tx.pool_zone(pool)
-            if (zone.last_error if zone is not None else None) != error[:500]:
-                tx.record_event(pool, "", action, DNS_CALLER, now, detail=error[:500])
-
-    # -- calls, pacing and pauses across processes -------------------------------------
-
-    @staticmethod
-    def _call(command: str, call, *args, **kwargs):
-        started = time.monotonic()
-        outcome = "ok"
-        try:
-            return call(*args, **kwargs)
-        except RegistrarError as exc:
-            outcome = "transient-error" if exc.transient else "error"
-            raise
-        except Exception:  # an answer the client could not read is a failed call too: re-raised
-            outcome = "error"
-            raise
-        finally:
-            metrics.REGISTRAR_CALLS.labels(command, outcome).inc()
-            metrics.REGISTRAR_LATENCY.labels(command).observe(time.monotonic() - started)
-
-    @staticmethod
-    def _remaining(start: float, budget: float | None) -> float | None:
-        if budget is None:
-            return None
-        left = budget - (time.monotonic() - start)
-        if left <= 0.05:
-            raise RegistrarError("the request's time for the registrar ran out", transient=True)
-        return left
-
-    # The client spaces the calls of one process; these carry the spacing, and the
-    # registrar's request to back off, over to the next lock holder, which may be
-    # another worker or replica.
-
-    def _pace(self, backend: ZoneBackend) -> None:
-        if backend.min_interval <= 0:
-            return
-        with self.uow() as tx:
-            account = tx.registrar_account(backend.account)
-        if account is not None and account.last_call_at is not None:
-            wait = backend.min_interval - (datetime.now(timezone.utc) - account.last_call_at).total_seconds()
-            if wait > 0:
-                time.sleep(min(wait, backend.min_interval))
-
-    def _mark_called(self, backend: ZoneBackend) -> None:
-        if backend.min_interval > 0:
-            with self.uow() as tx:
-                tx.update_registrar_account(backend.account, last_call_at=datetime.now(timezone.utc))
+        return bookkeeping.finish(self.uow, backend, pool, snap, done, io.owned, began, wanted, self.clock(),
+                                  accepted=accept, late_write_window=self.late_write_window)
