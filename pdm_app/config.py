@@ -2,6 +2,10 @@
 
 A bad value raises ``ConfigError`` naming the variable; ``wsgi.py`` turns that into one
 line on stderr and a non-zero exit instead of a traceback.
+
+Long on purpose: every environment variable the service reads, its default and its
+check are here and nowhere else, so the chart, the README and this file can be held
+side by side.
 """
 from __future__ import annotations
 

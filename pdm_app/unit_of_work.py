@@ -2,6 +2,10 @@
 
 Every change to allocations and to the DNS work queue goes through ``UnitOfWork``: the
 row change and the DNS work it implies commit together or not at all.
+
+Long on purpose: every query the service runs is here, one short method each, so a
+reader (or a DBA chasing a slow statement) finds them all in one place and no other
+module writes SQL.
 """
 from __future__ import annotations
 

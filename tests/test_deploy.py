@@ -964,6 +964,7 @@ def dockerignore_rules() -> list[tuple[bool, re.Pattern]]:
 def test_dockerignore_keeps_the_context_small():
     rules = dockerignore_rules()
     for needed in ("pyproject.toml", "README.md", "pdm_app/__init__.py", "pdm_app/api/health.py",
+                   "pdm_app/dns/engine.py",
                    "wsgi.py", "gunicorn.conf.py", "alembic.ini", "alembic/env.py",
                    "alembic/versions/0001_initial.py"):
         assert not docker_ignored(needed, rules), needed
@@ -971,5 +972,6 @@ def test_dockerignore_keeps_the_context_small():
                      "helm/pool-domain-manager/values.yaml", "bench/run.py", ".pytest_cache/README.md",
                      "pdm_app/__pycache__/config.cpython-311.pyc", "pdm-local.sqlite3",
                      "pdm_app/x.sqlite3", "pool_domain_manager.egg-info/PKG-INFO", "dev", ".ci/run",
-                     ".hypothesis/examples/x", "Dockerfile"):
+                     ".hypothesis/examples/x", "Dockerfile", "pdm_app/testing/fake_dynadot.py",
+                     "pdm_app/testing/__init__.py"):
         assert docker_ignored(unwanted, rules), unwanted

@@ -2,7 +2,7 @@
 implements (``ZoneBackend``), what the engine hands it (``Snapshot``, ``PassIO``) and what
 it hands back (``Converged``, the drift report's ``NameDrift``).
 
-Imports only from below: ``zone``, ``locks``. The engine and every backend import this.
+Pure: imports only ``zone`` (and ``locks`` for a type). The engine and every backend import this.
 """
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Protocol
 
-from ..locks import DatabaseLock
 from .zone import Record
+
+if TYPE_CHECKING:  # a type only: the planning that imports this module stays pure
+    from ..locks import DatabaseLock
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from .. import ownership
 from ..backend import Converged, NameDrift, PassIO, Snapshot, account_id
 from ..zone import Record
 from . import plan
-from .client import PowerDnsClient, absolute
-from .plan import ACCOUNT, Delegation, ParentZone, PoolDns, TenantZone
+from .client import PowerDnsClient
+from .plan import ACCOUNT, Delegation, ParentZone, PoolDns, TenantZone, absolute
 
 log = logging.getLogger(__name__)
 

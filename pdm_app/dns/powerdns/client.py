@@ -25,13 +25,13 @@ import requests
 from ... import bounded_json, outbound
 from ...redaction import redact, register_secret
 from ..errors import RegistrarError
+from .plan import KEY_ALGORITHM_NAME, absolute
 
 log = logging.getLogger(__name__)
 
-# The one key flavour the service creates, and how PowerDNS names its algorithm.
+# The one key flavour the service creates (``plan.KEY_ALGORITHM_NAME``: how PowerDNS
+# names its algorithm when it lists the key).
 KEY_ALGORITHM = "ecdsa256"
-KEY_ALGORITHM_NAME = "ECDSAP256SHA256"
-KEY_ALGORITHM_NUMBER = 13
 DEFAULT_TIMEOUT = 10.0
 # A pool zone of 10,000 tenants (NS and DS each) is about 4 MiB, the zone list about
 # 3 MiB: this leaves room for some 80,000 tenants, and bounds what a wrong server can make
@@ -46,10 +46,6 @@ class PowerDnsError(RegistrarError):
         super().__init__(message, transient=transient)
         self.status = status
 
-
-def absolute(name: str) -> str:
-    name = name.strip().lower()
-    return name if name.endswith(".") else name + "."
 
 
 class PowerDnsClient:

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from ... import domain
 from .. import ownership
 from ..backend import NameDrift, WrongAddress
-from .client import KEY_ALGORITHM_NAME, absolute
 
 # The zones the service creates say so in PowerDNS's ``account`` field: a zone under a
 # pool that is not the service's (an operator's own) is never changed or removed.
@@ -29,6 +28,14 @@ DELEGATION_TTL = 3600
 # PowerDNS's default hour.
 NEGATIVE_TTL = 60
 SOA_TTL = 300
+# How PowerDNS names the algorithm of the one key flavour the service creates.
+KEY_ALGORITHM_NAME = "ECDSAP256SHA256"
+
+
+def absolute(name: str) -> str:
+    """``name`` as PowerDNS's API writes it: lower case, with the trailing dot."""
+    name = name.strip().lower()
+    return name if name.endswith(".") else name + "."
 
 
 @dataclass(frozen=True)
