@@ -15,16 +15,20 @@ from .config import Settings, load_settings
 from .customer_domains import build_registry
 from .customer_domains.flips import NameserverService
 from .db import make_engine, make_session_factory
-from .dns.dynadot.backend import DynadotZones, Registrar
+from .dns import dynadot, powerdns
+from .dns.dynadot.backend import Registrar
 from .dns.engine import DnsPublisher
 from .dns.powerdns.ds_check import check_ds
 from .jobs import JobRunner
-from .locks import DatabaseLock, per_key_lock
+from .locks import per_key_lock
 from .logs import configure_logging
 from .services import PoolService
 
 # Every request body of the contract is a few hundred bytes.
 MAX_BODY_BYTES = 16 * 1024
+# Where a pool's DNS can live (``config.DNS_BACKENDS`` names them): a new host is a new
+# folder under ``pdm_app/dns`` and one line here.
+DNS_HOSTS = {"dynadot": dynadot.build_backend, "powerdns": powerdns.build_backend}
 
 
 @dataclass
@@ -44,47 +48,11 @@ class Pdm:
 
 
 def dns_backends(settings: Settings, engine: Engine, registrar: Registrar | None = None) -> dict:
-    """pool -> where its DNS lives: Dynadot's zone or PowerDNS's tenant zones, each built
-    only if a pool needs it (``registrar``: a Dynadot client to use instead of the real
-    one)."""
+    """pool -> where its DNS lives (``PDM_POOL_DNS``), each host's backend built only if a
+    pool needs it (``registrar``: a Dynadot client to use instead of the real one)."""
+    hosts = {**DNS_HOSTS, "dynadot": functools.partial(dynadot.build_backend, registrar=registrar)}
     kinds = {pool: settings.dns_backend(pool) for pool in settings.managed_domains}
-    built: dict[str, object] = {}
-    if "dynadot" in kinds.values():
-        if registrar is None:
-            from .dns.dynadot.client import DynadotClient
-
-            registrar = DynadotClient(
-                settings.dynadot_api_url,
-                settings.dynadot_api_key,
-                min_interval=settings.dynadot_min_interval,
-                max_apex_records=settings.max_apex_records,
-                max_subhost_records=settings.max_subhost_records,
-            )
-        built["dynadot"] = DynadotZones(
-            registrar,
-            # One lock per registrar account: one call in flight per key, and no two
-            # writes of one zone interleaved.
-            DatabaseLock(engine, "pdm-registrar"),
-            key=settings.dynadot_api_key or "",
-            record_names=settings.tenant_records,
-            min_interval=settings.dynadot_min_interval,
-            max_subhost_records=settings.max_subhost_records,
-            max_apex_records=settings.max_apex_records,
-            pools=settings.managed_domains,
-        )
-    if "powerdns" in kinds.values():
-        from .dns.powerdns.backend import PowerDnsZones
-        from .dns.powerdns.client import PowerDnsClient
-
-        built["powerdns"] = PowerDnsZones(
-            PowerDnsClient(settings.pdns_base_url, settings.pdns_api_key, settings.pdns_server_id),
-            # One writer per PowerDNS server: its SQLite backend refuses parallel writers.
-            DatabaseLock(engine, "pdm-powerdns"),
-            account_key=f"powerdns {settings.pdns_base_url} {settings.pdns_server_id}",
-            record_names=settings.tenant_records,
-            nameservers=settings.nameservers,
-            pools=settings.managed_domains,
-        )
+    built = {kind: hosts[kind](settings, engine) for kind in sorted(set(kinds.values()))}
     return {pool: built[kind] for pool, kind in kinds.items()}
 
 

@@ -197,3 +197,13 @@ def test_every_package_says_what_it_holds():
     for name, path in MODULES.items():
         if path.name == "__init__.py":
             assert ast.get_docstring(ast.parse(path.read_text())), name
+
+
+def test_every_dns_host_the_settings_accept_has_a_backend():
+    # A new host is a folder under pdm_app/dns and one line in the composition root.
+    import pdm_app
+    from pdm_app.config import DNS_BACKENDS
+
+    assert set(pdm_app.DNS_HOSTS) == set(DNS_BACKENDS)
+    for kind, build in pdm_app.DNS_HOSTS.items():
+        assert build.__module__ == f"pdm_app.dns.{kind}", kind
