@@ -1,8 +1,8 @@
 """``pool-domain-manager``: the operators' command line, run inside the pod
 (``kubectl exec -it deploy/pool-domain-manager -- pool-domain-manager release omani.works acme``).
 
-It is configured from the service's environment variables and works on the service
-layer and the database directly, never through HTTP. Answers go to stdout (a table for
+It is configured from the service's environment variables and works on the use cases
+(``pdm_app.services``) and the database directly, never through HTTP. Answers go to stdout (a table for
 people, ``--json`` for scripts); log lines and errors go to stderr.
 
 Exit codes: 0 success (and a clean zone), 1 a failure (``error: <code>: <detail>``) or
@@ -32,7 +32,7 @@ from .dns.ownership import describe
 from .domain import ACTIVE, RESERVED, DomainError
 from .logs import CurrentStreamHandler, StdoutHandler
 from .redaction import redact
-from .services import Blocked, DriftReport, Failing, ReconcileResult, UnsafePlan
+from .services.operators import Blocked, DriftReport, Failing, ReconcileResult, UnsafePlan
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,12 @@ def pdm():
     return current_app.extensions["pdm"]
 
 
-def service():
-    return pdm().service
+def lifecycle():
+    return pdm().lifecycle
+
+
+def operators():
+    return pdm().operators
 
 
 # -- output ------------------------------------------------------------------------
@@ -221,7 +225,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 @service_command
 def pools(as_json: bool) -> None:
     """Every managed pool: tenants, pending DNS work, and the state of its zone."""
-    result = service().pools()
+    result = operators().pools()
     if as_json:
         emit_json(schemas.PoolStatusSchema(many=True).dump(result))
         return
@@ -249,7 +253,7 @@ def pools(as_json: bool) -> None:
 @service_command
 def list_(pool: str, state: str | None, as_json: bool) -> None:
     """The allocations of POOL, with pending DNS work and a block on its zone."""
-    listing = service().list_pool(pool, state)
+    listing = operators().list_pool(pool, state)
     pending_subs = {p.subdomain for p in listing.pending}
     if as_json:
         emit_json(schemas.dump_pool_list(listing))
@@ -275,7 +279,7 @@ def list_(pool: str, state: str | None, as_json: bool) -> None:
 @service_command
 def check(pool: str, sub: str, as_json: bool) -> None:
     """Whether SUB.POOL is available. Exit 0 if it is, 1 if not."""
-    result = service().check(pool, sub)
+    result = lifecycle().check(pool, sub)
     if as_json:
         emit_json(schemas.CheckResultSchema().dump(result))
     elif result.available:
@@ -296,7 +300,7 @@ def check(pool: str, sub: str, as_json: bool) -> None:
 @service_command
 def history(pool: str, sub: str | None, limit: int, before: int | None, as_json: bool) -> None:
     """Every state change in POOL (or of SUB only), who made it, newest first."""
-    result = service().history(pool, sub, limit, before)
+    result = operators().history(pool, sub, limit, before)
     if as_json:
         emit_json(schemas.HistorySchema().dump(result))
         return
@@ -320,7 +324,7 @@ def _stdin_is_terminal() -> bool:
 
 def _confirm_release(pool: str, sub: str) -> None:
     """An active tenant is a live Sovereign: its name is typed before it is released."""
-    allocation = service().allocation(pool, sub)
+    allocation = operators().allocation(pool, sub)
     if allocation is None or allocation.state != ACTIVE:
         return
     if not _stdin_is_terminal():
@@ -344,7 +348,7 @@ def release(pool: str, sub: str, yes: bool, as_json: bool) -> None:
     name must be typed to confirm (at a terminal), unless --yes."""
     if not yes:
         _confirm_release(pool, sub)
-    outcome = service().release(pool, sub, caller="cli")
+    outcome = lifecycle().release(pool, sub, caller="cli")
     a = outcome.allocation
     if as_json:
         emit_json({"freed": schemas.AllocationSchema().dump(a), "dnsDone": outcome.dns_done})
@@ -379,7 +383,7 @@ def _ttl(_ctx, _param, value: str | None) -> float | None:
 @service_command
 def renew(pool: str, sub: str, ttl: float | None, as_json: bool) -> None:
     """Extend the reservation of SUB.POOL (an operator's renew: no token needed)."""
-    allocation = service().renew(pool, sub, None, ttl, caller="cli")
+    allocation = lifecycle().renew(pool, sub, None, ttl, caller="cli")
     if as_json:
         emit_json(schemas.AllocationSchema().dump(allocation))
     else:
@@ -391,7 +395,7 @@ def renew(pool: str, sub: str, ttl: float | None, as_json: bool) -> None:
 @service_command
 def sweep(as_json: bool) -> None:
     """Delete lapsed reservations now (the background job does it every PDM_SWEEPER_INTERVAL)."""
-    count = service().sweep()
+    count = lifecycle().sweep()
     if as_json:
         emit_json({"swept": count})
     else:
@@ -417,7 +421,7 @@ def _pending_table(items) -> None:
 @service_command
 def dns_pending(pool: str | None, as_json: bool) -> None:
     """Pending DNS work, of POOL or of every pool."""
-    items = service().pending_dns(pool)
+    items = operators().pending_dns(pool)
     if as_json:
         emit_json(PendingWorkSchema(many=True).dump(items))
     elif items:
@@ -433,7 +437,7 @@ def dns_pending(pool: str | None, as_json: bool) -> None:
 def dns_retry(pool: str | None, as_json: bool) -> None:
     """A DNS pass now for POOL (or every pool with pending work), whatever the back-off
     says. Exit 1 if a pool's zone is still not what the table says."""
-    result = service().retry_dns(pool)
+    result = operators().retry_dns(pool)
     if as_json:
         emit_json(result)
     elif not result:
@@ -443,16 +447,16 @@ def dns_retry(pool: str | None, as_json: bool) -> None:
             click.echo(f"{name}: {'done' if done else 'NOT done'}")
         failed = [name for name, done in result.items() if not done]
         if failed:
-            waiting = [w for name in failed for w in service().pending_dns(name)]
+            waiting = [w for name in failed for w in operators().pending_dns(name)]
             if waiting:
                 click.echo("")
                 _pending_table(waiting)
-            for status in service().pools(check_ds=False):
+            for status in operators().pools(check_ds=False):
                 if status.pool_domain in failed and status.blocked:
                     click.echo(f"{status.pool_domain}: {_blocked_line(status.blocked)}")
     if not all(result.values()):
         # Why, per pool whose pass failed: one line each on stderr.
-        for status in service().pools(check_ds=False):
+        for status in operators().pools(check_ds=False):
             if not result.get(status.pool_domain, True) and status.failing:
                 click.echo(f"error: dns-pass-failed: {status.pool_domain}: {status.failing.error}", err=True)
         raise click.exceptions.Exit(1)
@@ -500,7 +504,7 @@ def _show_drift(report: DriftReport) -> None:
 def drift(pool: str, as_json: bool) -> None:
     """Read the zone of POOL once and compare it with the allocations: what is missing,
     wrong or left over, per name. Exit 0 when clean, 1 when there is drift."""
-    report = service().drift(pool)
+    report = operators().drift(pool)
     if as_json:
         emit_json(schemas.DriftSchema().dump(report))
     else:
@@ -511,7 +515,7 @@ def drift(pool: str, as_json: bool) -> None:
 
 def _plan(report: DriftReport) -> None:
     """What ``reconcile --apply`` would do about ``report``."""
-    ips = {a.subdomain: a.load_balancer_ip for a in service().list_pool(report.pool_domain, "active").allocations}
+    ips = {a.subdomain: a.load_balancer_ip for a in operators().list_pool(report.pool_domain, "active").allocations}
     click.echo("\nreconcile --apply would:")
     for name in report.names:
         for host in name.missing:
@@ -547,7 +551,7 @@ def reconcile(pool: str, apply_: bool, force: bool, as_json: bool) -> None:
     if force and not apply_:
         raise click.UsageError("--force only goes with --apply")
     try:
-        result = service().reconcile(pool, apply=apply_, force=force, caller="cli")
+        result = operators().reconcile(pool, apply=apply_, force=force, caller="cli")
     except UnsafePlan as refusal:
         # The plan it refused, then why: the operator reads it before forcing it.
         if as_json:

@@ -292,7 +292,7 @@ def test_sweep(app, client):
     reserve(client, "late")
     reserve_commit(client, "acme")
     assert out_json(run(app, "sweep", "--json")) == {"swept": 0}
-    service = app.extensions["pdm"].service
+    service = app.extensions["pdm"].lifecycle
     service.clock = lambda: utcnow() + timedelta(hours=1)  # the reservation has lapsed
     result = run(app, "sweep")
     assert result.exit_code == 0 and result.stdout.strip() == "swept 1 lapsed reservation(s)"
