@@ -255,7 +255,7 @@ def test_release_of_an_active_tenant_asks_for_its_name(app, client, fake, monkey
     # a reserved name is released without asking
     assert run(app, "release", POOL, "beta").exit_code == 0
     # at a terminal: the name is typed
-    monkeypatch.setattr("pdm_app.cli._stdin_is_terminal", lambda: True)
+    monkeypatch.setattr("pdm_app.cli.allocations._stdin_is_terminal", lambda: True)
     result = run(app, "release", POOL, "acme", input="beta\n")
     assert result.exit_code == 1 and error_line(result) == f"error: not-confirmed: acme.{POOL} was not released"
     assert f"acme.{POOL} is active" in result.stderr and "Type acme to release it" in result.stderr
