@@ -17,7 +17,7 @@ it implies) before the DNS host is called. The state transitions themselves live
 codes; the HTTP layer and the CLI only map them to answers -- these modules know nothing
 of Flask.
 
-They may import ``domain``, ``unit_of_work``, ``models``, ``dns`` (engine, ownership,
-policy, backend types, errors), ``metrics`` and ``redaction``; never ``api``, ``cli`` or
-``testing``.
+They may import ``domain``, ``unit_of_work``, ``models``, ``dns`` (engine, zone,
+ownership, policy, backend types, errors, and ``DsCheck``, the answer of PowerDNS's DS
+check), ``metrics`` and ``redaction``; never ``api``, ``cli`` or ``testing``.
 """
