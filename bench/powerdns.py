@@ -149,7 +149,7 @@ def main() -> int:
 
 
 def run(pdm, args, total: int, checkpoints: list[int], where: str, db_url: str) -> int:
-    service = pdm.service
+    service = pdm.lifecycle
     backend = pdm.publisher.backend(POOL)
     client = backend.client
     counter = CallCounter(client.session)

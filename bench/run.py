@@ -704,7 +704,7 @@ def scale_sweep(project, db_url: str, fake, base: str, pg: Pg, rows: int, tmp: s
     watcher.start()
     began = time.time()
     try:
-        swept = pdm.service.sweep()
+        swept = pdm.lifecycle.sweep()
     finally:
         ended = time.time()
         watching.set()

@@ -22,7 +22,8 @@ from .dns.powerdns.ds_check import check_ds
 from .jobs import JobRunner
 from .locks import per_key_lock
 from .logs import configure_logging
-from .services import PoolService
+from .services.lifecycle import Lifecycle
+from .services.operators import Operators
 
 # Every request body of the contract is a few hundred bytes.
 MAX_BODY_BYTES = 16 * 1024
@@ -39,7 +40,8 @@ class Pdm:
     engine: Engine
     session_factory: sessionmaker
     publisher: DnsPublisher
-    service: PoolService
+    lifecycle: Lifecycle
+    operators: Operators
     nameservers: NameserverService
     jobs: JobRunner = field(init=False)
 
@@ -70,19 +72,25 @@ def build(settings: Settings, registrar: Registrar | None = None) -> Pdm:
         late_write_window=settings.dns_late_write_window,
         resync_interval=settings.dns_resync_interval,
     )
-    service = PoolService(
+    # What both concerns share: the pools, the tenant's records, the DNS time a request waits.
+    shared = dict(managed_domains=settings.managed_domains, record_names=settings.tenant_records,
+                  dns_request_budget=settings.dns_request_budget)
+    lifecycle = Lifecycle(
         session_factory,
         publisher,
-        managed_domains=settings.managed_domains,
         reservation_ttl=settings.reservation_ttl,
-        record_names=settings.tenant_records,
         max_subhost_records=settings.max_subhost_records,
-        dns_request_budget=settings.dns_request_budget,
         reservation_max_ttl=settings.reservation_max_ttl,
         history_retention=settings.history_retention,
         lb_ip_allowed_ranges=settings.lb_ip_allowed_ranges,
         max_open_reservations=settings.max_open_reservations,
+        **shared,
+    )
+    operators = Operators(
+        session_factory,
+        publisher,
         ds_checker=functools.partial(check_ds, nameserver=settings.ds_check_nameserver),
+        **shared,
     )
     nameservers = NameserverService(
         build_registry(
@@ -94,7 +102,7 @@ def build(settings: Settings, registrar: Registrar | None = None) -> Pdm:
         ),
         session_factory,
     )
-    return Pdm(settings, engine, session_factory, publisher, service, nameservers)
+    return Pdm(settings, engine, session_factory, publisher, lifecycle, operators, nameservers)
 
 
 def create_app(settings: Settings | None = None, registrar: Registrar | None = None) -> Flask:

@@ -40,7 +40,7 @@ def make_engine(url: str, *, threads: int | None = None, **kwargs) -> Engine:
     # The service's own engine (``threads``) does not ping each connection it checks out
     # (a round trip per request, a quarter of /check's time): a connection found dead is
     # invalidated with the rest of the pool, and a read that met one is tried once more
-    # (services.PoolService.check). Tools keep the ping.
+    # (services.lifecycle.Lifecycle.check). Tools keep the ping.
     kwargs.setdefault("pool_pre_ping", threads is None)
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 10)

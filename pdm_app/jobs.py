@@ -53,7 +53,7 @@ class JobRunner:
     def sweep(self) -> int:
         if not self.is_leader():
             return 0
-        swept = self.pdm.service.sweep()
+        swept = self.pdm.lifecycle.sweep()
         metrics.SWEPT.inc(swept)
         return swept
 
@@ -65,7 +65,7 @@ class JobRunner:
     def prune_history(self) -> int:
         if not self.is_leader():
             return 0
-        pruned = self.pdm.service.prune_history()
+        pruned = self.pdm.lifecycle.prune_history()
         metrics.HISTORY_PRUNED.inc(pruned)
         if pruned:
             log.info("pruned %d history event(s) past the retention", pruned)

@@ -86,7 +86,7 @@ def test_open_endpoints_need_no_token(secure):
 
 
 def test_sweeper_and_drop_in_caller_names(client, app):
-    service = app.extensions["pdm"].service
+    service = app.extensions["pdm"].lifecycle
     service.reservation_ttl = 0
     client.post(f"/api/v1/pool/{POOL}/reserve", json={"subdomain": "gone"})
     service.sweep()
@@ -184,7 +184,7 @@ def test_operators_mode_admits_the_real_client_calls_without_a_header(db_url, fa
     for method, path, body in POOL_CALLS[:4]:
         response = getattr(c, method)(path, json=body, headers=bad)
         assert response.status_code == 401, (method, path)
-    history = app.extensions["pdm"].service.history(POOL, "acme")
+    history = app.extensions["pdm"].operators.history(POOL, "acme")
     assert {e.caller for e in history.events if e.action in ("reserve", "renew", "commit", "release")} == {"anonymous"}
     app.extensions["pdm"].engine.dispose()
 

@@ -264,7 +264,7 @@ def test_check_and_reserve_agree_on_any_name(client, name):
     """Whatever the name (NUL, surrogates, 2500 characters): never a 500, and reserve
     answers what check said. A surrogate cannot travel in a URL, so check is asked through
     the service; reserve goes over HTTP with the name as a JSON escape."""
-    pool_service = client.application.extensions["pdm"].service
+    pool_service = client.application.extensions["pdm"].lifecycle
     said = pool_service.check(POOL, name)
     r = send(client, "reserve", {"subdomain": name})
     assert r.status_code != 500

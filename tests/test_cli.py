@@ -255,7 +255,7 @@ def test_release_of_an_active_tenant_asks_for_its_name(app, client, fake, monkey
     # a reserved name is released without asking
     assert run(app, "release", POOL, "beta").exit_code == 0
     # at a terminal: the name is typed
-    monkeypatch.setattr("pdm_app.cli._stdin_is_terminal", lambda: True)
+    monkeypatch.setattr("pdm_app.cli.allocations._stdin_is_terminal", lambda: True)
     result = run(app, "release", POOL, "acme", input="beta\n")
     assert result.exit_code == 1 and error_line(result) == f"error: not-confirmed: acme.{POOL} was not released"
     assert f"acme.{POOL} is active" in result.stderr and "Type acme to release it" in result.stderr
@@ -292,7 +292,7 @@ def test_sweep(app, client):
     reserve(client, "late")
     reserve_commit(client, "acme")
     assert out_json(run(app, "sweep", "--json")) == {"swept": 0}
-    service = app.extensions["pdm"].service
+    service = app.extensions["pdm"].lifecycle
     service.clock = lambda: utcnow() + timedelta(hours=1)  # the reservation has lapsed
     result = run(app, "sweep")
     assert result.exit_code == 0 and result.stdout.strip() == "swept 1 lapsed reservation(s)"

@@ -127,7 +127,7 @@ def test_check_missing_sub_is_invalid_format(client):
 
 
 def test_check_expired_reservation_is_available(app, client):
-    app.extensions["pdm"].service.reservation_ttl = 0
+    app.extensions["pdm"].lifecycle.reservation_ttl = 0
     assert reserve(client, "brief").status_code == 201
     assert check(client, "brief") == {"available": True, "fqdn": f"brief.{POOL}"}
 
@@ -168,7 +168,7 @@ def test_reserve_validation(client):
 
 
 def test_reserve_takes_over_a_lapsed_reservation(app, client):
-    service = app.extensions["pdm"].service
+    service = app.extensions["pdm"].lifecycle
     service.reservation_ttl = 0
     old = reserve(client, "acme").get_json()["reservationToken"]
     service.reservation_ttl = 600
@@ -240,7 +240,7 @@ def test_commit_error_order(client):
 
 
 def test_commit_expired_before_token(app, client):
-    app.extensions["pdm"].service.reservation_ttl = 0
+    app.extensions["pdm"].lifecycle.reservation_ttl = 0
     reserve(client, "acme")
     assert_error(commit(client, "acme", str(uuid.uuid4())), 410, "reservation-expired")
 
@@ -277,7 +277,7 @@ def test_commit_retry_is_safe(client, fake):
 
 
 def test_commit_pool_full(app, client, fake):
-    service = app.extensions["pdm"].service
+    service = app.extensions["pdm"].lifecycle
     # 6 records per tenant, 2 foreign sub-host records (www, legacy) once the zone is read
     service.max_subhost_records = 6 * 2 + 2
     for sub in ("one", "two"):

@@ -99,7 +99,7 @@ def test_the_record_name_list_grown_and_shrunk(make_app, fake):
         "*.acme", "*.beta"]
     assert foreign_records(zone, []) == sorted(BASE_FOREIGN + [("*.acme", "a", LB, ""), ("*.beta", "a", LB, "")])
     # the service's own records never count as foreign toward pool-full
-    with shrunk.extensions["pdm"].service.uow() as tx:
+    with shrunk.extensions["pdm"].lifecycle.uow() as tx:
         assert tx.pool_zone(POOL).foreign_subhost_records == 2
     # release removes every name ever published for the tenant
     assert shrunk.test_client().delete(f"/api/v1/pool/{POOL}/release?sub=acme").status_code == 200
@@ -215,14 +215,14 @@ def test_a_timed_out_write_applied_late_is_read_back_and_repaired(make_app, fake
     assert len(tenant_records(zone, "gamma")) == 6 and len(tenant_records(zone, "beta")) == 6
     assert foreign_records(zone, ["beta", "gamma"]) == BASE_FOREIGN
     assert "drift-repaired" in history(client, "gamma") and "drift-repaired" in history(client, "old")
-    with pdm.service.uow() as tx:
+    with pdm.lifecycle.uow() as tx:
         assert tx.pool_zone(POOL).recheck_at is None
 
 
 def late_write_state(pdm):
     """The pool's late-write window (when the abandoned write was sent, until when it may
     land) and the next read owed, as offsets in seconds from that write's failure."""
-    with pdm.service.uow() as tx:
+    with pdm.lifecycle.uow() as tx:
         zone = tx.pool_zone(POOL)
     if zone.late_write_until is None:
         return None, zone.recheck_at
@@ -286,7 +286,7 @@ def test_drift_and_reconcile_on_a_zone_broken_three_ways(make_app, fake):
     assert names["gone"] == {"subdomain": "gone", "state": None, "missing": [], "wrongAddress": [],
                              "orphans": ["*.gone", "console.gone"], "foreign": []}
 
-    service = app.extensions["pdm"].service
+    service = app.extensions["pdm"].operators
     dry = service.reconcile(POOL, apply=False, force=False, caller="ops")
     assert not dry.applied and fake.zone(POOL).records == broken  # a dry run changes nothing
     result = service.reconcile(POOL, apply=True, force=False, caller="ops")
@@ -316,7 +316,7 @@ def test_a_broken_read_blocks_the_pool_visibly_until_forced(make_app, fake):
     drift = client.get(f"/api/v1/pool/{POOL}/drift").get_json()
     assert drift["clean"] is False and [n["subdomain"] for n in drift["names"]] == ["beta"]
     assert sorted(r["value"] for r in drift["lostRecords"]) == ["mx1.mail.example", "mx2.mail.example"]
-    service = app.extensions["pdm"].service
+    service = app.extensions["pdm"].operators
     refused = service.reconcile(POOL, apply=True, force=False, caller="ops")
     assert not refused.applied and "reconcile" in refused.error
     forced = service.reconcile(POOL, apply=True, force=True, caller="ops")
@@ -357,14 +357,14 @@ def test_renew(make_app, fake):
     assert error({"subdomain": "ghost", "reservationToken": token}) == (404, "not-found")
     assert commit(client, "acme", token=token).status_code == 200
     assert error({"subdomain": "acme", "reservationToken": token}) == (409, "already-active")
-    app.extensions["pdm"].service.reservation_ttl = 0
+    app.extensions["pdm"].lifecycle.reservation_ttl = 0
     lapsed = reserve(client, "lapsed")
     assert error({"subdomain": "lapsed", "reservationToken": lapsed, "ttl": 60}) == (410, "reservation-expired")
     assert history(client, "acme").count("renew") == 3
     # an operator's renew (the CLI) needs no token
-    app.extensions["pdm"].service.reservation_ttl = 600
+    app.extensions["pdm"].lifecycle.reservation_ttl = 600
     held = reserve(client, "held")
-    renewed = app.extensions["pdm"].service.renew(POOL, "held", None, 3600, "cli")
+    renewed = app.extensions["pdm"].lifecycle.renew(POOL, "held", None, 3600, "cli")
     assert renewed.expires_at >= before + timedelta(minutes=59)
     assert commit(client, "held", token=held).status_code == 200
 
@@ -394,7 +394,7 @@ def test_history_pages_and_is_pruned(make_app, fake):
         answer = client.get(f"/api/v1/pool/{POOL}/history?{bad}")
         assert answer.status_code == 400 and answer.get_json()["error"] == "invalid-request", bad
 
-    service = app.extensions["pdm"].service
+    service = app.extensions["pdm"].lifecycle
     with service.uow() as tx:
         tx.record_event(POOL, "ancient", "reserve", "x", utcnow() - timedelta(days=401))
         tx.record_event(POOL, "recent", "reserve", "x", utcnow() - timedelta(days=399))

@@ -14,7 +14,7 @@ from pdm_app.locks import DatabaseLock
 
 
 def test_sweeper_deletes_only_lapsed_reservations(app, client):
-    service = app.extensions["pdm"].service
+    service = app.extensions["pdm"].lifecycle
     service.reservation_ttl = 0
     client.post(f"/api/v1/pool/{POOL}/reserve", json={"subdomain": "gone"})
     service.reservation_ttl = 600
@@ -23,7 +23,7 @@ def test_sweeper_deletes_only_lapsed_reservations(app, client):
     client.post(f"/api/v1/pool/{POOL}/commit", json={"subdomain": "live", "reservationToken": token,
                                                       "loadBalancerIP": "198.51.100.7"})
     assert service.sweep() == 1
-    assert [a.subdomain for a in service.list_pool(POOL).allocations] == ["kept", "live"]
+    assert [a.subdomain for a in app.extensions["pdm"].operators.list_pool(POOL).allocations] == ["kept", "live"]
     assert service.sweep() == 0
 
 
@@ -78,15 +78,15 @@ def test_scheduler_runs_the_jobs(db_url, fake):
 
     settings = replace(make_settings(db_url, fake), sweeper_interval=0.2, dns_retry_interval=0.2, run_jobs=True)
     app = create_app(settings)
-    service = app.extensions["pdm"].service
+    service = app.extensions["pdm"].lifecycle
     service.reservation_ttl = 0
     app.test_client().post(f"/api/v1/pool/{POOL}/reserve", json={"subdomain": "gone"})
     app.extensions["pdm"].jobs.start()
     try:
         deadline = time.monotonic() + 10
-        while service.list_pool(POOL).allocations and time.monotonic() < deadline:
+        while app.extensions["pdm"].operators.list_pool(POOL).allocations and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert service.list_pool(POOL).allocations == []
+        assert app.extensions["pdm"].operators.list_pool(POOL).allocations == []
     finally:
         app.extensions["pdm"].jobs.stop()
         app.extensions["pdm"].engine.dispose()

@@ -363,7 +363,7 @@ def test_a_label_that_looks_like_a_held_a_label_is_taken(client):
 
 
 def test_a_lapsed_reservation_is_not_imitated(app, client):
-    app.extensions["pdm"].service.reservation_ttl = 0
+    app.extensions["pdm"].lifecycle.reservation_ttl = 0
     assert reserve(client, "xn--mller-kva").status_code == 201
     assert reserve(client, a_label("m\u00fc\u0142\u0142er")).status_code == 201
 

@@ -79,7 +79,8 @@ def test_one_json_line_per_request(client, capsys):
     assert line["method"] == "POST" and line["path"] == f"/api/v1/pool/{POOL}/reserve" and line["status"] == 201
     assert line["request_id"] == "req-42" and line["caller"] == "anonymous" and line["duration_ms"] >= 0
     # the service's own lines during the request carry the request id too
-    assert all(entry.get("request_id") == "req-42" for entry in lines if entry["logger"] == "pdm_app.services")
+    assert all(entry.get("request_id") == "req-42"
+               for entry in lines if entry["logger"] == "pdm_app.services.lifecycle")
     assert {"ts", "level", "logger", "message"} <= set(line)
 
 
@@ -110,7 +111,7 @@ def test_metrics(app, client, fake):
     assert any(k.startswith("pdm_http_request_duration_seconds_bucket") for k in samples)
     assert samples["pdm_database_up"] == 1
     fake.clear_faults()
-    app.extensions["pdm"].service.reservation_ttl = 0
+    app.extensions["pdm"].lifecycle.reservation_ttl = 0
     client.post(f"/api/v1/pool/{POOL}/reserve", json={"subdomain": "brief"})
     assert app.extensions["pdm"].jobs.sweep() >= 1
     samples = _samples(client.get("/metrics").get_data(as_text=True))

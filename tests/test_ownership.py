@@ -42,7 +42,7 @@ def history(client, sub, pool=POOL):
 
 def resync(app, pool=POOL):
     """What the job leader's resync runs: a pass that reads the whole zone."""
-    return app.extensions["pdm"].service.retry_dns(pool)[pool]
+    return app.extensions["pdm"].operators.retry_dns(pool)[pool]
 
 
 # -- Dynadot: a hand-made record at a tenant's host -------------------------------------------
@@ -69,7 +69,7 @@ def test_a_name_with_a_hand_made_record_is_not_available_once_the_zone_was_read(
     assert check(client, "acme")["available"] is True
     # An operator removes the record and accepts the zone as it now reads: free again.
     fake.seed(POOL, BASE_RECORDS)
-    assert app.extensions["pdm"].service.reconcile(POOL, apply=True, force=True, caller="ops").applied
+    assert app.extensions["pdm"].operators.reconcile(POOL, apply=True, force=True, caller="ops").applied
     assert check(client, "shop")["available"] is True and reserve(client, "shop").status_code == 201
 
 
@@ -145,7 +145,7 @@ def test_a_zone_filled_since_the_last_read_refuses_the_commit_with_pool_full(db_
     assert listed(client)["acme"]["state"] == "reserved"
     assert fake.zone(POOL).records == BASE_RECORDS + filler
     # Nothing is blocked: the pool's other work goes on.
-    assert app.extensions["pdm"].service.pools(check_ds=False)[1].blocked is None
+    assert app.extensions["pdm"].operators.pools(check_ds=False)[1].blocked is None
 
 
 def test_a_tenant_named_like_a_nested_pool_is_never_published_on_dynadot(app, fake):

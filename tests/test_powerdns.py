@@ -145,7 +145,7 @@ def key_posts(proxy, sub="acme"):
 
 
 def pass_now(app):
-    return app.extensions["pdm"].service.retry_dns(POOL)[POOL]
+    return app.extensions["pdm"].operators.retry_dns(POOL)[POOL]
 
 
 # -- the lifecycle ----------------------------------------------------------------------
@@ -210,8 +210,8 @@ def test_a_lapsed_reservation_leaves_no_dns(app, powerdns_proxy, api):
 
     from pdm_app.domain import utcnow
 
-    pdm.service.clock = lambda: utcnow() + timedelta(hours=1)
-    assert pdm.service.sweep() == 1
+    pdm.lifecycle.clock = lambda: utcnow() + timedelta(hours=1)
+    assert pdm.lifecycle.sweep() == 1
     assert powerdns_proxy.calls == [] and api.zones() == []
 
 
@@ -232,7 +232,7 @@ def test_the_pool_zone_is_made_by_the_job_leader_not_at_start(make_app, powerdns
         assert [k["algorithm"] for k in api.keys(pool)] == ["ECDSAP256SHA256"]
     # omantel.omani.works sits under omani.works: a pass of the outer pool never takes the
     # inner pool's zone for a tenant's.
-    assert pdm.service.retry_dns("omani.works") == {"omani.works": True}
+    assert pdm.operators.retry_dns("omani.works") == {"omani.works": True}
     assert api.zone(POOL) is not None
 
 
@@ -545,7 +545,7 @@ def test_drift_and_reconcile_cover_records_delegations_ds_and_orphan_zones(app, 
     assert [w["host"] for w in by_name["beta"]["wrongAddress"]] == ["DS beta"]
     assert by_name["gamma"]["state"] is None and by_name["gamma"]["orphans"] == [f"zone gamma.{POOL}."]
 
-    result = pdm.service.reconcile(POOL, apply=True, force=False, caller="test")
+    result = pdm.operators.reconcile(POOL, apply=True, force=False, caller="test")
     assert result.applied and result.after.clean, result.after
     assert_tenant_right(powerdns, api, "acme")
     assert_tenant_right(powerdns, api, "beta", OTHER_LB)

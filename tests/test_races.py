@@ -83,7 +83,7 @@ def _converge(app):
     publisher = app.extensions["pdm"].publisher
     for _ in range(5):
         publisher.publish(POOL, [], budget=None)
-        listing = app.extensions["pdm"].service.list_pool(POOL)
+        listing = app.extensions["pdm"].operators.list_pool(POOL)
         if not listing.pending:
             return listing
     raise AssertionError(f"DNS work still pending: {listing.pending}")
@@ -153,7 +153,7 @@ def test_two_commits_race_for_the_last_room(app, fake, monkeypatch):
     first pauses after its count; on PostgreSQL the test waits until the second is
     blocked on the pool's lock (or done) before letting the first go on."""
     pdm = app.extensions["pdm"]
-    service = pdm.service
+    service = pdm.lifecycle
     service.max_subhost_records = 6 * 1 + 2  # one tenant's 6 records beside the 2 foreign ones
     assert service.publisher.publish(POOL, [], budget=None, verify=True)  # the zone's shape is known
     client = app.test_client()
@@ -184,7 +184,7 @@ def test_two_commits_race_for_the_last_room(app, fake, monkeypatch):
     first.join(60)
     second.join(60)
     assert statuses == {"first": 200, "second": 409}, statuses
-    assert {a.subdomain: a.state for a in service.list_pool(POOL).allocations} == {
+    assert {a.subdomain: a.state for a in pdm.operators.list_pool(POOL).allocations} == {
         "first": "active", "second": "reserved"}
     assert tenant_records(fake.zone(POOL), "second") == {}
 
@@ -276,7 +276,7 @@ def test_commit_release_sweeper_on_one_name(app, fake, monkeypatch):
     together and the clock lapses after a random number of reads; the sweeper sweeps
     until the others are done."""
     pdm = app.extensions["pdm"]
-    service = pdm.service
+    service = pdm.lifecycle
     start = utcnow()
     clock = Clock(start)
     service.clock = clock
@@ -292,7 +292,7 @@ def test_commit_release_sweeper_on_one_name(app, fake, monkeypatch):
         r = app.test_client().post(f"/api/v1/pool/{POOL}/reserve", json={"subdomain": "hot"})
         assert r.status_code == 201, r.get_json()
         token = r.get_json()["reservationToken"]
-        reserved_id = service.history(POOL, "hot", limit=1).events[0].id
+        reserved_id = pdm.operators.history(POOL, "hot", limit=1).events[0].id
         clock.set(t0 + timedelta(seconds=59))  # live for one more second
         lapsed = t0 + timedelta(seconds=60)
         results: dict[str, object] = {}
@@ -379,11 +379,11 @@ def test_commit_release_sweeper_on_one_name(app, fake, monkeypatch):
         statuses = [v for k, v in results.items() if k in ("commit", "release")]
         assert all(s < 500 for s in statuses), results
         committed = results["commit"] in (200, 202)
-        actions = [e.action for e in service.history(POOL, "hot").events if e.id > reserved_id]
+        actions = [e.action for e in pdm.operators.history(POOL, "hot").events if e.id > reserved_id]
         # A committed row is never swept.
         assert not (committed and results["swept"]), (kind, results, actions)
         assert not ("commit" in actions and "expire" in actions), (kind, results, actions)
-        rows = {a.subdomain: a for a in service.list_pool(POOL).allocations}
+        rows = {a.subdomain: a for a in pdm.operators.list_pool(POOL).allocations}
         if kind != "free":  # no release in the race: a committed row is still there, active
             assert ("hot" in rows) == committed, (kind, results, actions)
             if committed:
@@ -408,7 +408,7 @@ def test_sweeper_never_deletes_a_committed_row(postgres_url, fake):
     commits and five sweepers run while the service's clock lapses the reservations after
     a random number of reads; the sweepers keep sweeping until the commits are done."""
     app = create_app(make_settings(postgres_url, fake))
-    service = app.extensions["pdm"].service
+    service = app.extensions["pdm"].lifecycle
     t0 = utcnow()
     clock = Clock(t0)
     service.clock = clock
@@ -437,7 +437,7 @@ def test_sweeper_never_deletes_a_committed_row(postgres_url, fake):
     for t in threads + sweeps:
         t.join(60)
     service.sweep()
-    listing = service.list_pool(POOL)
+    listing = app.extensions["pdm"].operators.list_pool(POOL)
     active = {a.subdomain for a in listing.allocations if a.state == "active"}
     committed = {f"n{i}" for i, s in results.items() if s in (200, 202)}
     assert active == committed

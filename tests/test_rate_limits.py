@@ -295,7 +295,7 @@ def test_the_quota_counts_open_reservations_per_caller_and_pool(limited_app):
     assert reserve(client, "a4").status_code == 201
     assert reserve(client, "a5").status_code == 429
     # A reservation that lapsed stops counting when it lapses (the sweeper need not run).
-    service = app.extensions["pdm"].service
+    service = app.extensions["pdm"].lifecycle
     later = utcnow() + timedelta(seconds=service.reservation_ttl + 1)
     service.clock = lambda: later
     assert reserve(client, "a5").status_code == 201
@@ -340,15 +340,15 @@ def test_two_reserves_at_the_quotas_edge_never_both_pass(limited_app, monkeypatc
     first.join(60)
     second.join(60)
     assert statuses == {"first": 201, "second": 429}, statuses
-    assert [a.subdomain for a in pdm.service.list_pool(POOL).allocations] == ["first"]
+    assert [a.subdomain for a in pdm.operators.list_pool(POOL).allocations] == ["first"]
 
 
 def test_operators_tools_are_not_held_to_the_quota(limited_app):
     app = limited_app(max_open_reservations=1)
-    service = app.extensions["pdm"].service
+    service = app.extensions["pdm"].lifecycle
     for sub in ("t1", "t2", "t3"):
         service.reserve(POOL, sub, "bench", "cli")
-    assert len(service.list_pool(POOL).allocations) == 3
+    assert len(app.extensions["pdm"].operators.list_pool(POOL).allocations) == 3
 
 
 # -- real processes --------------------------------------------------------------------

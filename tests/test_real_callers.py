@@ -256,7 +256,7 @@ def test_open_endpoints_answer_the_probes_and_prometheus(deployed):
 # -- the check answer, as the wizard shows it --------------------------------------------------
 # wire-contract.md: `fqdn` on every answer past the pool and reserved-label checks, taken
 # ones included, and a `detail` that tells the person what to do next. (These need
-# services.py's check() as given in the auth work's report.)
+# services/lifecycle.py's check() as given in the auth work's report.)
 
 def test_check_of_a_live_reservation_says_try_again_in_a_few_minutes(deployed):
     go = GoClient(deployed)

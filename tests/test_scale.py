@@ -9,8 +9,8 @@ import pytest
 from conftest import POOL
 from sqlalchemy import create_engine, text
 
-from pdm_app import services
 from pdm_app.domain import utcnow
+from pdm_app.services import lifecycle
 
 LB = "198.51.100.7"
 
@@ -30,15 +30,15 @@ def insert_reservations(url: str, count: int, *, lapsed: bool, prefix: str = "ol
 
 
 def test_the_sweeper_works_in_batches_and_keeps_live_names(app, client, db_url, monkeypatch, caplog):
-    monkeypatch.setattr(services, "SWEEP_BATCH", 100)
+    monkeypatch.setattr(lifecycle, "SWEEP_BATCH", 100)
     insert_reservations(db_url, 1234, lapsed=True)
     insert_reservations(db_url, 3, lapsed=False, prefix="live")
     token = client.post(f"/api/v1/pool/{POOL}/reserve", json={"subdomain": "acme"}).get_json()["reservationToken"]
     assert client.post(f"/api/v1/pool/{POOL}/commit", json={
         "subdomain": "acme", "reservationToken": token, "loadBalancerIP": LB}).status_code == 200
 
-    caplog.set_level(logging.INFO, logger="pdm_app.services")
-    assert app.extensions["pdm"].service.sweep() == 1234
+    caplog.set_level(logging.INFO, logger="pdm_app.services.lifecycle")
+    assert app.extensions["pdm"].lifecycle.sweep() == 1234
     batches = [r for r in caplog.records if r.getMessage().startswith("swept ")]
     assert len(batches) == 13  # 12 full batches and one of 34: each its own short transaction
 
@@ -46,7 +46,7 @@ def test_the_sweeper_works_in_batches_and_keeps_live_names(app, client, db_url, 
     assert sorted(a["subdomain"] for a in listed) == ["acme", "live00000", "live00001", "live00002"]
     history = client.get(f"/api/v1/pool/{POOL}/history?limit=1000").get_json()["events"]
     assert sum(1 for e in history if e["action"] == "expire" and e["caller"] == "sweeper") == 1000  # one page
-    assert app.extensions["pdm"].service.sweep() == 0
+    assert app.extensions["pdm"].lifecycle.sweep() == 0
 
 
 def test_the_list_pages_with_limit_and_after(client, db_url):

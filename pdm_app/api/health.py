@@ -21,7 +21,7 @@ def _pdm():
 def healthz():
     pdm = _pdm()
     try:
-        dns = pdm.service.dns_health()
+        dns = pdm.operators.dns_health()
     except Exception as exc:  # any failure to reach the database is "unhealthy"
         log.warning("health check: database unreachable (%s)", type(exc).__name__)
         return jsonify(status="unhealthy", error="database-unreachable",
@@ -42,7 +42,7 @@ def readyz():
     """Ready only when the database answers and its schema is the one this code needs
     (the deploy's ``alembic upgrade head`` has run)."""
     try:
-        revision = _pdm().service.schema_revision()
+        revision = _pdm().operators.schema_revision()
     except Exception as exc:
         log.warning("readiness: database unreachable (%s)", type(exc).__name__)
         return jsonify(status="not-ready", error="database-unreachable",
@@ -56,7 +56,7 @@ def readyz():
 
 @bp.get("/metrics")
 def prometheus_metrics():
-    body = metrics.exposition(_pdm().service.figures)
+    body = metrics.exposition(_pdm().operators.figures)
     return Response(body, mimetype="text/plain; version=0.0.4; charset=utf-8")
 
 

@@ -6,7 +6,8 @@ from dataclasses import asdict
 from flask import Blueprint, current_app, jsonify
 
 from ..auth import CLIENT, OPERATOR
-from ..services import PoolService
+from ..services.lifecycle import Lifecycle
+from ..services.operators import Operators
 from . import schemas
 from .access import caller_identity, caller_name, requires
 from .body import NAME_FIELDS, NotJson, json_object, load, query_args, query_name
@@ -19,8 +20,12 @@ DNS_PENDING = "dns-pending"
 CHECK_ANSWER = schemas.CheckResultSchema()
 
 
-def service() -> PoolService:
-    return current_app.extensions["pdm"].service
+def lifecycle() -> Lifecycle:
+    return current_app.extensions["pdm"].lifecycle
+
+
+def operators() -> Operators:
+    return current_app.extensions["pdm"].operators
 
 
 @bp.get("/check")
@@ -29,7 +34,7 @@ def service() -> PoolService:
 def check(domain: str):
     # The contract: check always answers 200. A name holding a NUL or a lone surrogate is
     # no DNS label: invalid-format, before anything of it reaches the database.
-    result = service().check(domain, query_name("sub"))
+    result = lifecycle().check(domain, query_name("sub"))
     return jsonify(CHECK_ANSWER.dump(result))
 
 
@@ -38,8 +43,8 @@ def check(domain: str):
 @limited("write")
 def reserve(domain: str):
     body = load(schemas.ReserveRequest(), json_object(NAME_FIELDS))
-    reservation = service().reserve(domain, body["subdomain"], body["createdBy"], caller_name(),
-                                    holder=caller_identity())
+    reservation = lifecycle().reserve(domain, body["subdomain"], body["createdBy"], caller_name(),
+                                      holder=caller_identity())
     answer = schemas.ReserveResponseSchema().dump({**asdict(reservation.allocation), "token": reservation.token})
     return jsonify(answer), 201
 
@@ -49,7 +54,7 @@ def reserve(domain: str):
 @limited("write")
 def commit(domain: str):
     body = load(schemas.CommitRequest(), json_object(NAME_FIELDS))
-    outcome = service().commit(
+    outcome = lifecycle().commit(
         domain, body["subdomain"], body["reservationToken"] or "", body["sovereignFQDN"], body["loadBalancerIP"] or "",
         caller_name(),
     )
@@ -77,7 +82,7 @@ def release(domain: str):
     sub = query_name("sub")
     if data is not None:
         sub = load(schemas.ReleaseRequest(), data)["subdomain"] or sub
-    outcome = service().release(domain, sub, caller_name())
+    outcome = lifecycle().release(domain, sub, caller_name())
     if outcome.dns_done:
         return jsonify(schemas.ReleasedSchema().dump({"freed": outcome.allocation})), 200
     return jsonify(schemas.ReleasePendingSchema().dump({
@@ -93,8 +98,8 @@ def release(domain: str):
 @limited("write")
 def renew(domain: str):
     body = load(schemas.RenewRequest(), json_object(NAME_FIELDS))
-    allocation = service().renew(domain, body["subdomain"], body["reservationToken"] or "", body["ttl"],
-                                 caller_name())
+    allocation = lifecycle().renew(domain, body["subdomain"], body["reservationToken"] or "", body["ttl"],
+                                   caller_name())
     return jsonify(schemas.AllocationSchema().dump(allocation)), 200
 
 
@@ -103,7 +108,7 @@ def renew(domain: str):
 @limited("operator")
 def list_pool(domain: str):
     args = load(schemas.ListQuery(), query_args("limit", "after"))
-    return jsonify(schemas.dump_pool_list(service().list_pool(domain, limit=args["limit"], after=args["after"])))
+    return jsonify(schemas.dump_pool_list(operators().list_pool(domain, limit=args["limit"], after=args["after"])))
 
 
 @bp.get("/history")
@@ -111,7 +116,7 @@ def list_pool(domain: str):
 @limited("operator")
 def history(domain: str):
     args = load(schemas.HistoryQuery(), query_args("sub", "limit", "before"))
-    history = service().history(domain, args["sub"], args["limit"], args["before"])
+    history = operators().history(domain, args["sub"], args["limit"], args["before"])
     return jsonify(schemas.HistorySchema().dump(history))
 
 
@@ -119,7 +124,7 @@ def history(domain: str):
 @requires(OPERATOR)
 @limited("operator")
 def drift(domain: str):
-    return jsonify(schemas.DriftSchema().dump(service().drift(domain)))
+    return jsonify(schemas.DriftSchema().dump(operators().drift(domain)))
 
 
 # Every pool at once, for operators: /api/v1/pools.
@@ -130,4 +135,4 @@ pools_bp = Blueprint("pools", __name__, url_prefix="/api/v1")
 @requires(OPERATOR)
 @limited("operator")
 def pools():
-    return jsonify(schemas.PoolsSchema().dump({"pools": service().pools()}))
+    return jsonify(schemas.PoolsSchema().dump({"pools": operators().pools()}))

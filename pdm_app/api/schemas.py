@@ -150,8 +150,8 @@ class PoolPageSchema(PoolListSchema):
 
 
 def dump_pool_list(listing) -> dict:
-    """A ``services.PoolListing`` as the list answer: each allocation says whether DNS
-    work is pending for it."""
+    """A ``services.operators.PoolListing`` as the list answer: each allocation says
+    whether DNS work is pending for it."""
     pending_subs = {p.subdomain for p in listing.pending}
     schema = PoolPageSchema() if listing.paged else PoolListSchema()
     return schema.dump({
