@@ -59,7 +59,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ..dns.zone import Record, Zone
-from .fake_server import InFlightServer, serve_until_signalled
+from .fake_server import Fault, InFlightServer, serve_until_signalled
 
 FAULTS = ("http500", "timeout", "badjson", "error", "throttle", "reset", "raw", "late", "trickle")
 APEX_TYPES = frozenset({"a", "aaaa", "cname", "forward", "txt", "mx", "stealth", "email"})
@@ -81,10 +81,7 @@ _RESPONSE_NAMES = {"get_dns": "GetDnsResponse", "set_dns2": "SetDnsResponse"}
 
 
 @dataclass
-class _Fault:
-    kind: str
-    times: int
-    route: str | None  # the command it applies to
+class _Fault(Fault):
     body: str = ""
     status: int = 200
 

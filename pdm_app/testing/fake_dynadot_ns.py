@@ -52,7 +52,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Iterable
 from urllib.parse import parse_qsl, urlsplit
 
-from .fake_server import InFlightServer
+from .fake_server import Fault, InFlightServer
 
 FAULTS = ("http500", "reset", "timeout", "badjson", "raw", "throttle", "system_busy", "main_server",
           "concurrent", "invalid_key", "not_in_account", "unknown_host", "trickle")
@@ -88,10 +88,7 @@ class Request:
 
 
 @dataclass
-class _Fault:
-    kind: str
-    times: int
-    route: str | None
+class _Fault(Fault):
     status: int = 200
     body: str = ""
 

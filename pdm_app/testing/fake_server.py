@@ -2,9 +2,10 @@
 thread, so the adapters' whole stack (requests, urllib3, sockets, timeouts) is exercised.
 
 A fake subclasses ``FakeServer``, names itself (``server_name``), may give the path its
-API lives under (``api_path``), and implements ``_serve(handler, method)``. ``stop()``
-refuses connections until the next ``start()`` on the same port; the fake's state and
-faults persist, and requests held by a fault are woken (``_stopping``).
+API lives under (``api_path``), and implements ``_serve(handler, method)``; its faults
+subclass ``Fault`` with the answer each gives, and ``_take_fault`` hands them out.
+``stop()`` refuses connections until the next ``start()`` on the same port; the fake's
+state and faults persist, and requests held by a fault are woken (``_stopping``).
 
 ``_trickle`` answers slowly -- ``trickle_step`` bytes every ``trickle_interval`` seconds,
 the body only or (``trickle_headers``) from the status line on -- and records in
@@ -26,6 +27,7 @@ import socket
 import struct
 import threading
 from copy import deepcopy
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
@@ -33,6 +35,15 @@ Self = TypeVar("Self", bound="FakeServer")
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 HOLD_STAGES = ("request", "answer")
+
+
+@dataclass
+class Fault:
+    """What ``_take_fault`` reads of a fault; each fake's own adds the answer it gives."""
+
+    kind: str
+    times: int  # uses left
+    route: str | None  # what it applies to (a route, a command), None for any
 
 
 class FakeServer:
@@ -59,7 +70,7 @@ class FakeServer:
         # Every request as the fake records it, and the faults still to inject (each with
         # ``times`` left and the ``route`` it applies to, None for any).
         self._calls: list[Any] = []
-        self._faults: list[Any] = []
+        self._faults: list[Any] = []  # each fake's Fault subclass
         self._trickled: list[int] = []
 
     @property
