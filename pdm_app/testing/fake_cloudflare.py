@@ -63,7 +63,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from pdm_app.testing.fake_server import FakeServer, drop, reset, send
+from pdm_app.testing.fake_server import FakeServer, Fault, drop, reset, send
 
 PREFIX = "/client/v4"
 ROUTES = ("verify", "account_verify", "zones", "zone", "zone_edit")
@@ -103,10 +103,7 @@ class Call:
 
 
 @dataclass
-class _Fault:
-    kind: str
-    times: int
-    route: str | None
+class _Fault(Fault):
     status: int | None = None
     code: int | None = None
     message: str | None = None

@@ -29,11 +29,10 @@ request is held and dropped like ``timeout``, yet a ``set_dns2`` is applied
 applies nothing), even across ``stop()``. ``wait_late_writes()`` waits for them,
 ``land_late_writes()`` applies them now. For ``get_dns`` it is just ``timeout``.
 
-A request counts as in flight from its arrival until just before the last byte of its
-answer is sent (or it is dropped): a client that has its answer never finds its own call
-still counted. Tests wait on events, not on the clock: ``wait_in_flight(n)``, and
-``hold()`` / ``release()`` (every request waits, in flight, before it is carried out
-or before it is answered, until released), ``wait_held(n)``.
+Requests are counted in flight and can be held (``InFlightServer``): tests wait on
+events, not on the clock: ``wait_in_flight(n)``, and ``hold()`` / ``release()`` (every
+request waits, in flight, before it is carried out or before it is answered, until
+released), ``wait_held(n)``.
 
 ``state_path``: the zone is kept in a JSON file, loaded by ``load_state()`` and written
 (atomically: a temporary file, then a rename) after every successful ``set_dns2``, so a
@@ -60,7 +59,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ..dns.zone import Record, Zone
-from .fake_server import FakeServer, drop, reset, serve_until_signalled
+from .fake_server import Fault, InFlightServer, serve_until_signalled
 
 FAULTS = ("http500", "timeout", "badjson", "error", "throttle", "reset", "raw", "late", "trickle")
 APEX_TYPES = frozenset({"a", "aaaa", "cname", "forward", "txt", "mx", "stealth", "email"})
@@ -82,10 +81,7 @@ _RESPONSE_NAMES = {"get_dns": "GetDnsResponse", "set_dns2": "SetDnsResponse"}
 
 
 @dataclass
-class _Fault:
-    kind: str
-    times: int
-    route: str | None  # the command it applies to
+class _Fault(Fault):
     body: str = ""
     status: int = 200
 
@@ -101,7 +97,7 @@ class _ApiError(Exception):
     pass
 
 
-class FakeDynadot(FakeServer):
+class FakeDynadot(InFlightServer):
     """``FakeDynadot(api_key).start()``; ``.url``, ``.seed()``, ``.zone()``, ``.calls``,
     ``.inject()``, ``.latency`` (before a request is carried out), ``.answer_delay`` (after
     it, so a read arrives stale), ``.hang_seconds``, ``.late_seconds``, ``.in_flight``,
@@ -119,12 +115,6 @@ class FakeDynadot(FakeServer):
         self.late_seconds: float = 1.0
         self.latency: float = 0.0
         self.answer_delay: float = 0.0
-        self.max_in_flight = 0
-        self._in_flight = 0
-        # Notified whenever the in-flight count or the hold changes (and on stop()).
-        self._changed = threading.Condition(self._lock)
-        self._holding: str | None = None  # None, "request" or "answer" (hold())
-        self._held = 0
         self._save_lock = threading.Lock()
         self._domains: dict[str, _Domain] = {}
         self._late_pending = 0
@@ -133,14 +123,6 @@ class FakeDynadot(FakeServer):
 
     server_name = "fake-dynadot"
     api_path = "/api3.json"
-
-    def stop(self) -> None:
-        """Stop listening: further connections are refused. State and faults persist."""
-        if self._server is not None:
-            self._stopping.set()  # wakes requests held by "timeout", latency or hold()
-            with self._changed:
-                self._changed.notify_all()
-        super().stop()
 
     # -- state ------------------------------------------------------------------------
 
@@ -213,55 +195,6 @@ class FakeDynadot(FakeServer):
                     pass
                 raise
 
-    @property
-    def in_flight(self) -> int:
-        """Requests arrived and not yet answered (or dropped)."""
-        with self._lock:
-            return self._in_flight
-
-    def wait_in_flight(self, count: int, timeout: float) -> bool:
-        """Wait until at least ``count`` requests are in flight."""
-        with self._changed:
-            return self._changed.wait_for(lambda: self._in_flight >= count, timeout)
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait until no request is in flight (a dropped one is counted out by its own
-        thread, which may run a moment after ``stop()`` returns)."""
-        with self._changed:
-            return self._changed.wait_for(lambda: self._in_flight == 0, timeout)
-
-    def hold(self, stage: str = "request") -> None:
-        """From now on every request (one that meets no fault) waits, in flight, until
-        ``release()`` -- or ``stop()``, which drops it. ``stage="request"``: before it is
-        carried out (and before ``latency``); ``"answer"``: after, so the answer it
-        carries is stale by the time it arrives."""
-        if stage not in ("request", "answer"):
-            raise ValueError(f"stage must be 'request' or 'answer', not {stage!r}")
-        with self._changed:
-            self._holding = stage
-
-    def release(self) -> None:
-        """Let held requests (and later ones) go on."""
-        with self._changed:
-            self._holding = None
-            self._changed.notify_all()
-
-    @property
-    def held(self) -> int:
-        """Requests waiting on ``hold()`` right now."""
-        with self._lock:
-            return self._held
-
-    def wait_held(self, count: int, timeout: float) -> bool:
-        """Wait until at least ``count`` requests wait on ``hold()``."""
-        with self._changed:
-            return self._changed.wait_for(lambda: self._held >= count, timeout)
-
-    def reset_calls(self) -> None:
-        super().reset_calls()
-        with self._lock:
-            self.max_in_flight = self._in_flight
-
     def inject(self, fault: str, times: int = 1, command: str | None = None, *, body: str = "",
                status: int = 200) -> None:
         """Make the next ``times`` requests (of ``command``, or any) fail with ``fault``.
@@ -289,40 +222,14 @@ class FakeDynadot(FakeServer):
     def _serve(self, h: BaseHTTPRequestHandler, method: str) -> None:
         if method != "GET":
             return self._send_json(h, 405, _error("Response", "only GET is supported"))
-        with self._changed:
-            self._in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self._in_flight)
-            self._changed.notify_all()
-        h._pdm_counted = True  # type: ignore[attr-defined]
+        split = urlsplit(h.path)
+        pairs = parse_qsl(split.query, keep_blank_values=True)
+        params = dict(pairs)
+        self._count_in(h, (params.get("command", ""), dict(params)))
         try:
-            self._serve_counted(h)
+            self._serve_counted(h, split.path, pairs, params)
         finally:
             self._done(h)
-
-    def _done(self, h: BaseHTTPRequestHandler) -> None:
-        """The request is no longer in flight: called right before the last byte of its
-        answer goes out (or it is dropped), so the client, which cannot send its next
-        request before that, never finds this one still counted. Once per request."""
-        if not getattr(h, "_pdm_counted", False):
-            return
-        h._pdm_counted = False  # type: ignore[attr-defined]
-        with self._changed:
-            self._in_flight -= 1
-            self._changed.notify_all()
-
-    def _wait_while_held(self, stage: str) -> bool:
-        """Wait while ``hold(stage)`` is on; False when ``stop()`` came first."""
-        with self._changed:
-            if self._holding != stage:
-                return not self._stopping.is_set()
-            self._held += 1
-            self._changed.notify_all()
-            try:
-                self._changed.wait_for(lambda: self._holding != stage or self._stopping.is_set())
-            finally:
-                self._held -= 1
-                self._changed.notify_all()
-            return not self._stopping.is_set()
 
     def _delay_answer(self, seconds: float) -> bool:
         """Hold a carried-out request's answer ``seconds`` (counted in ``held``, so a test
@@ -337,27 +244,15 @@ class FakeDynadot(FakeServer):
                 self._held -= 1
                 self._changed.notify_all()
 
-    def _drop(self, h: BaseHTTPRequestHandler) -> None:
-        self._done(h)
-        drop(h)
-
-    def _reset(self, h: BaseHTTPRequestHandler) -> None:
-        self._done(h)
-        reset(h)
-
-    def _serve_counted(self, h: BaseHTTPRequestHandler) -> None:
+    def _serve_counted(self, h: BaseHTTPRequestHandler, path: str, pairs: list[tuple[str, str]],
+                       params: dict[str, str]) -> None:
         arrived = time.monotonic()
-        split = urlsplit(h.path)
-        pairs = parse_qsl(split.query, keep_blank_values=True)
-        params = dict(pairs)
         command = params.get("command", "")
-        with self._lock:
-            self._calls.append((command, dict(params)))
         if not self._wait_while_held("request"):
             return self._drop(h)
         if self.latency > 0 and self._stopping.wait(self.latency):
             return self._drop(h)
-        if split.path != "/api3.json":
+        if path != "/api3.json":
             return self._send_json(h, 404, _error("Response", "not found"))
 
         fault = self._take_fault(command)
@@ -430,22 +325,6 @@ class FakeDynadot(FakeServer):
             self._late_pending += 1
             self._late_writes.append((timer, apply))
         timer.start()
-
-    def _send_json(self, h: BaseHTTPRequestHandler, status: int, payload: dict[str, Any]) -> None:
-        self._send(h, status, json.dumps(payload).encode(), "application/json")
-
-    def _send(self, h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str) -> None:
-        try:
-            h.send_response(status)
-            h.send_header("Content-Type", ctype)
-            h.send_header("Content-Length", str(len(body)))
-            h.end_headers()
-            # The client needs the body before it can send its next request: count this
-            # one out first (the headers may already be on their way).
-            self._done(h)
-            h.wfile.write(body)
-        except OSError:
-            pass  # the client gave up
 
     # -- commands ---------------------------------------------------------------------
 

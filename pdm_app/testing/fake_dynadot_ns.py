@@ -38,21 +38,21 @@ or until ``stop()``, then dropped; in flight meanwhile), ``badjson`` (200, HTML)
 refusal naming its ``ns0``).
 
 Every request is recorded (:class:`Request`: method, path, query, headers, body).
-``hold()`` / ``release()`` / ``wait_held()`` and ``latency`` let tests overlap requests
-without racing the clock.
+Requests are counted in flight and can be held (``InFlightServer``): ``hold()`` /
+``release()`` / ``wait_held()`` and ``latency`` let tests overlap requests without racing
+the clock.
 """
 from __future__ import annotations
 
 import json
 import re
-import threading
 from copy import deepcopy
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Iterable
 from urllib.parse import parse_qsl, urlsplit
 
-from .fake_server import FakeServer, drop, reset
+from .fake_server import Fault, InFlightServer
 
 FAULTS = ("http500", "reset", "timeout", "badjson", "raw", "throttle", "system_busy", "main_server",
           "concurrent", "invalid_key", "not_in_account", "unknown_host", "trickle")
@@ -88,10 +88,7 @@ class Request:
 
 
 @dataclass
-class _Fault:
-    kind: str
-    times: int
-    route: str | None
+class _Fault(Fault):
     status: int = 200
     body: str = ""
 
@@ -115,7 +112,7 @@ class _ApiError(Exception):
         self.envelope = envelope
 
 
-class FakeDynadot(FakeServer):
+class FakeDynadot(InFlightServer):
     """``FakeDynadot().start()``; ``.url``; ``.seed(key, domain, nameservers)``,
     ``.register_host(key, host)``; ``.nameservers(key, domain)``; ``.calls``;
     ``.inject(fault, times, route)``; ``.latency``, ``.hang_seconds``; ``.hold()`` /
@@ -129,27 +126,10 @@ class FakeDynadot(FakeServer):
         super().__init__(host, port)
         self.latency = 0.0
         self.hang_seconds = 30.0
-        self.max_in_flight = 0
         self.max_in_flight_per_key = 0
         self.refused_concurrent = 0
-        self._changed = threading.Condition(self._lock)
         self._accounts: dict[str, _Account] = {}
-        self._in_flight = 0
-        self._in_flight_by_key: dict[str, int] = {}
-        self._holding = False
-        self._held = 0
         self._next_id = 5262350
-
-    # -- lifecycle --------------------------------------------------------------------
-
-    def stop(self) -> None:
-        """Stop listening (connections are refused until ``start()``); held requests are
-        dropped. State and faults persist."""
-        if self._server is not None:
-            self._stopping.set()  # wakes requests held by hold(), latency or "timeout"
-            with self._changed:
-                self._changed.notify_all()
-        super().stop()
 
     # -- state ------------------------------------------------------------------------
 
@@ -193,7 +173,6 @@ class FakeDynadot(FakeServer):
     def reset_calls(self) -> None:
         super().reset_calls()
         with self._lock:
-            self.max_in_flight = self._in_flight
             self.max_in_flight_per_key = max(self._in_flight_by_key.values(), default=0)
             self.refused_concurrent = 0
 
@@ -205,39 +184,6 @@ class FakeDynadot(FakeServer):
         with self._lock:
             self._faults.append(_Fault(fault, times, route, status, body))
 
-    @property
-    def in_flight(self) -> int:
-        with self._lock:
-            return self._in_flight
-
-    def wait_in_flight(self, count: int, timeout: float) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: self._in_flight >= count, timeout)
-
-    def wait_idle(self, timeout: float) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: self._in_flight == 0, timeout)
-
-    def hold(self) -> None:
-        """From now on every request that gets past the per-key check waits, in flight,
-        until ``release()`` (or ``stop()``, which drops it)."""
-        with self._changed:
-            self._holding = True
-
-    def release(self) -> None:
-        with self._changed:
-            self._holding = False
-            self._changed.notify_all()
-
-    @property
-    def held(self) -> int:
-        with self._lock:
-            return self._held
-
-    def wait_held(self, count: int, timeout: float) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: self._held >= count, timeout)
-
     # -- HTTP -------------------------------------------------------------------------
 
     def _serve(self, h: BaseHTTPRequestHandler, method: str) -> None:
@@ -247,36 +193,17 @@ class FakeDynadot(FakeServer):
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length > 0 else b""
         key = params.get("key", "")
-        with self._changed:
-            self._calls.append(Request(method, split.path, params, pairs, dict(h.headers.items()), body))
-            busy = self._in_flight_by_key.get(key, 0) > 0
-            self._in_flight += 1
-            self._in_flight_by_key[key] = self._in_flight_by_key.get(key, 0) + 1
-            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        before = self._count_in(h, Request(method, split.path, params, pairs, dict(h.headers.items()), body), key)
+        busy = before > 0
+        with self._lock:
             if busy:
                 self.refused_concurrent += 1
-            else:
-                self.max_in_flight_per_key = max(self.max_in_flight_per_key, self._in_flight_by_key[key])
-            self._changed.notify_all()
-        h._pdm_key = key  # type: ignore[attr-defined]
+            else:  # as many as were in flight with this key when it arrived
+                self.max_in_flight_per_key = max(self.max_in_flight_per_key, before + 1)
         try:
             self._serve_counted(h, method, split.path, pairs, params, busy)
         finally:
             self._done(h)
-
-    def _done(self, h: BaseHTTPRequestHandler) -> None:
-        """No longer in flight: right before the last byte of the answer goes out (or the
-        request is dropped), so a client that has its answer never finds it counted."""
-        key = getattr(h, "_pdm_key", None)
-        if key is None:
-            return
-        h._pdm_key = None  # type: ignore[attr-defined]
-        with self._changed:
-            self._in_flight -= 1
-            self._in_flight_by_key[key] -= 1
-            if self._in_flight_by_key[key] == 0:
-                del self._in_flight_by_key[key]
-            self._changed.notify_all()
 
     def _serve_counted(self, h: BaseHTTPRequestHandler, method: str, path: str, pairs: list[tuple[str, str]],
                        params: dict[str, str], busy: bool) -> None:
@@ -284,7 +211,7 @@ class FakeDynadot(FakeServer):
         envelope = _RESPONSE_NAMES.get(command, "Response")
         if busy:
             return self._send_json(h, 200, _error(envelope, CONCURRENT))
-        if not self._wait_while_held():
+        if not self._wait_while_held("request"):
             return self._drop(h)
         if self.latency > 0 and self._stopping.wait(self.latency):
             return self._drop(h)
@@ -317,7 +244,10 @@ class FakeDynadot(FakeServer):
             }[kind]
             generic = kind in ("throttle", "invalid_key")
             return self._send_json(h, 200, _error("Response" if generic else envelope, message))
-        self._send_json(h, 200, self._run(command, pairs, params))
+        answer = self._run(command, pairs, params)
+        if not self._wait_while_held("answer"):
+            return self._drop(h)
+        self._send_json(h, 200, answer)
 
     def _run(self, command: str, pairs: list[tuple[str, str]], params: dict[str, str]) -> dict[str, Any]:
         envelope = _RESPONSE_NAMES.get(command, "Response")
@@ -422,45 +352,6 @@ class FakeDynadot(FakeServer):
             server_id = str(self._next_id)
         return {"AddNsResponse": {"ResponseCode": 0, "Status": "success",
                                   "Server": {"Host": host, "ServerId": server_id}}}
-
-    # -- answering --------------------------------------------------------------------
-
-    def _wait_while_held(self) -> bool:
-        with self._changed:
-            if not self._holding:
-                return not self._stopping.is_set()
-            self._held += 1
-            self._changed.notify_all()
-            try:
-                self._changed.wait_for(lambda: not self._holding or self._stopping.is_set())
-            finally:
-                self._held -= 1
-                self._changed.notify_all()
-            return not self._stopping.is_set()
-
-    def _send_json(self, h: BaseHTTPRequestHandler, status: int, payload: dict[str, Any]) -> None:
-        self._send(h, status, json.dumps(payload).encode(), "application/json")
-
-    def _send(self, h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str) -> None:
-        try:
-            h.send_response(status)
-            h.send_header("Content-Type", ctype)
-            h.send_header("Content-Length", str(len(body)))
-            h.end_headers()
-            # Not the base's send(): the request is counted out between the headers and
-            # the body, so a client that has its answer never finds it in flight.
-            self._done(h)
-            h.wfile.write(body)
-        except OSError:
-            pass  # the client gave up
-
-    def _drop(self, h: BaseHTTPRequestHandler) -> None:
-        self._done(h)
-        drop(h)
-
-    def _reset(self, h: BaseHTTPRequestHandler) -> None:
-        self._done(h)
-        reset(h)
 
 
 def _unregistered(host: str) -> str:

@@ -48,7 +48,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pdm_app.testing.fake_server import FakeServer, drop, reset, send, serve_until_signalled
+from pdm_app.testing.fake_server import FakeServer, Fault, drop, reset, send, serve_until_signalled
 
 FAULTS = ("unauthorized", "access_denied", "forbidden", "not_found", "conflict", "unprocessable",
           "throttle", "http500", "reset", "timeout", "badjson", "raw")
@@ -86,10 +86,7 @@ class Call:
 
 
 @dataclass
-class _Fault:
-    kind: str
-    times: int
-    route: str | None
+class _Fault(Fault):
     status: int | None = None
     body: str = ""
     headers: dict[str, str] = field(default_factory=dict)

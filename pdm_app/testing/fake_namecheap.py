@@ -46,7 +46,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
-from pdm_app.testing.fake_server import FakeServer, reset, send
+from pdm_app.testing.fake_server import FakeServer, Fault, reset, send
 
 NAMESPACE = "http://api.namecheap.com/xml.response"
 PATH = "/xml.response"
@@ -120,10 +120,7 @@ class _Domain:
 
 
 @dataclass
-class _Fault:
-    kind: str
-    times: int
-    route: str | None  # the command it applies to
+class _Fault(Fault):
     number: int | None = None
     text: str | None = None
     status: int = 200

@@ -56,7 +56,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pdm_app.testing.fake_server import FakeServer, drop, send
+from pdm_app.testing.fake_server import FakeServer, Fault, drop, send
 
 ROUTES = ("time", "domains", "domain", "domain.put", "update", "nameservers", "nameserver", "task")
 FAULTS = ("http500", "drop", "timeout", "badjson", "rate", "stale", "invalid_key", "invalid_credential",
@@ -95,10 +95,7 @@ class Request:
 
 
 @dataclass
-class _Fault:
-    kind: str
-    times: int
-    route: str | None
+class _Fault(Fault):
     status: int = 200
     body: str = ""
     retry_after: float | None = None
