@@ -1,5 +1,5 @@
 """Tables. Alembic owns the schema (``alembic/versions``); these mappings must agree
-with it, which ``tests/test_migrations.py`` checks."""
+with it, which ``tests/integration/test_migrations.py`` checks."""
 from __future__ import annotations
 
 from datetime import datetime, timezone

@@ -1,5 +1,8 @@
 """Shared fixtures: a database per backend (SQLite file, real PostgreSQL), the fake
-Dynadot on loopback, and the app wired to both.
+Dynadot on loopback, and the app wired to both; for tests/integration and tests/e2e
+(tests/unit uses none of them). Importing this module connects nowhere: the fixtures do.
+Tests import its helpers by name (``from conftest import ...``): setup.cfg puts tests/ on
+the path for every layer.
 
 PostgreSQL comes from PDM_TEST_DATABASE_URL (default: the local server on 127.0.0.1:5432,
 database ``pdm_test``, created if missing). Without a server the PostgreSQL tests are
@@ -167,7 +170,7 @@ def make_settings(db_url: str, fake: FakeDynadot, **overrides) -> Settings:
         dns_request_budget=3.0,
         reservation_ttl=600.0,
         run_jobs=False,
-        auth_enabled=False,  # the drop-in mode; tests/test_auth.py covers tokens
+        auth_enabled=False,  # the drop-in mode; tests/integration/test_auth.py covers tokens
         # The tests' load balancers live in the documentation ranges (RFC 5737).
         lb_ip_allowed_ranges=parse_ip_ranges("192.0.2.0/24 198.51.100.0/24 203.0.113.0/24"),
         # Customers' registrars: never the providers themselves from a test (nothing
@@ -287,8 +290,18 @@ def pytest_runtest_logreport(report):
         _PG_OUTCOMES.append("skipped")
 
 
+def layers_run(session) -> set[str]:
+    """The layers (tests/unit, integration, e2e) this run holds tests of: the guards below
+    require PostgreSQL of a run with integration or e2e tests, PowerDNS of one with e2e
+    tests (the unit layer needs neither). An empty run is held to both, as before."""
+    if not session.items:
+        return {"integration", "e2e"}
+    return {item.path.relative_to(ROOT, "tests").parts[0] for item in session.items}
+
+
 def pytest_sessionfinish(session, exitstatus):
-    if os.environ.get("PDM_REQUIRE_POSTGRES") != "1" or session.config.option.collectonly:
+    if (os.environ.get("PDM_REQUIRE_POSTGRES") != "1" or session.config.option.collectonly
+            or not layers_run(session) & {"integration", "e2e"}):
         return
     passed = _PG_OUTCOMES.count("passed")
     skipped = _PG_OUTCOMES.count("skipped")
@@ -384,7 +397,7 @@ class Gunicorn:
 # == PowerDNS ==================================================================================
 # A throwaway PowerDNS (pdm_app.testing.local_powerdns) for the tests marked `powerdns`:
 # `powerdns_server` (one per session), `powerdns` (that server, running, with no zones) and
-# `powerdns_proxy` (a tests/powerdns_support.FaultProxy in front of it). Without pdns_server
+# `powerdns_proxy` (a powerdns_support.FaultProxy in front of it). Without pdns_server
 # those tests are skipped -- unless PDM_REQUIRE_POWERDNS=1 (CI), which makes that a failure.
 
 
@@ -458,7 +471,7 @@ class _PowerDnsPlugin:
             self.outcomes.append("skipped")
 
     def pytest_sessionfinish(self, session, exitstatus):
-        if not _powerdns_required() or session.config.option.collectonly:
+        if not _powerdns_required() or session.config.option.collectonly or "e2e" not in layers_run(session):
             return
         passed = self.outcomes.count("passed")
         skipped = self.outcomes.count("skipped")

@@ -1,13 +1,11 @@
 """The operators' command line (``pool-domain-manager``): every command against both
-databases and the fake Dynadot, its exit codes and --json, and the installed console
-script as a subprocess (clean JSON on stdout, logs on stderr)."""
+databases and the fake Dynadot, its exit codes and --json. The installed console script
+as a subprocess: tests/e2e/test_cli.py."""
 from __future__ import annotations
 
 import json
 import logging
 import os
-import subprocess
-import sys
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -16,29 +14,14 @@ from alembic import command
 from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect
 
-from conftest import API_KEY, POOL, POOLS, ROOT, alembic_config, break_pool, mend, tenant_records, truncate
+from conftest import POOL, POOLS, ROOT, alembic_config, break_pool, mend, tenant_records
 from pdm_app.cli import cli
 from pdm_app.domain import utcnow
 from pdm_app.models import SCHEMA_REVISION
 from pdm_app.dns.zone import Record
+from unit.test_cli import PROG, _root_logger_kept  # noqa: F401 -- an autouse fixture: put back here too
 
 LB = "198.51.100.7"
-PROG = "pool-domain-manager"
-SCRIPT = os.path.join(os.path.dirname(sys.executable), PROG)
-
-COMMANDS = [[], ["pools"], ["list"], ["check"], ["history"], ["release"], ["renew"], ["sweep"], ["dns"],
-            ["dns", "pending"], ["dns", "retry"], ["drift"], ["reconcile"], ["db"], ["db", "upgrade"]]
-
-
-@pytest.fixture(autouse=True)
-def _root_logger_kept():
-    """Commands swap the log handler (and ``db upgrade`` runs Alembic's fileConfig): the
-    root logger is put back for the tests that follow."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def run(app, *args, **kwargs):
@@ -73,28 +56,6 @@ def reserve_commit(client, sub, ip=LB, status=200):
 def parse_ts(text):
     assert text.endswith("Z")
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
-
-
-# -- help, usage, configuration ---------------------------------------------------------
-
-
-@pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "(top)")
-def test_help_for_every_command(path):
-    # --help needs no configuration: no app is built
-    result = CliRunner().invoke(cli, path + ["--help"], prog_name=PROG, env={"DYNADOT_API_KEY": None})
-    assert result.exit_code == 0, result.output
-    assert result.stdout.startswith(f"Usage: {' '.join([PROG] + path)}")
-    if path and path[0] not in ("dns", "db") or len(path) == 2:
-        assert "--json" in result.stdout
-
-
-def test_configuration_error_is_one_line_and_exit_2(tmp_path):
-    result = CliRunner().invoke(cli, ["pools"], prog_name=PROG, env={
-        "DYNADOT_API_KEY": None, "PDM_DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3", "PDM_AUTH": "disabled"})
-    assert result.exit_code == 2
-    assert result.stdout == ""
-    assert result.stderr.startswith(f"{PROG}: configuration error: DYNADOT_API_KEY is required")
-    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_usage_errors_exit_2(app):
@@ -562,44 +523,3 @@ def test_db_upgrade(db_url, tmp_path):
     finally:
         engine.dispose()
         command.upgrade(alembic_config(db_url), "head")
-
-
-# -- the installed console script ---------------------------------------------------------
-
-
-def script_env(sqlite_url, fake, **extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PDM_", "DYNADOT_"))}
-    env.update(PDM_DATABASE_URL=sqlite_url, DYNADOT_API_KEY=API_KEY, DYNADOT_API_URL=fake.url, PDM_AUTH="disabled",
-               DYNADOT_MANAGED_DOMAINS=" ".join(POOLS), PDM_RUN_JOBS="false", DYNADOT_MIN_INTERVAL="0s",
-               PDM_LOG_LEVEL="info")
-    env.update(extra)
-    return env
-
-
-def test_console_script(sqlite_url, fake, tmp_path):
-    assert os.path.exists(SCRIPT), f"{SCRIPT} missing: run `.venv/bin/pip install -e .`"
-    truncate(sqlite_url)
-    env = script_env(sqlite_url, fake)
-
-    done = subprocess.run([SCRIPT, "--help"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    assert done.returncode == 0 and done.stdout.startswith(f"Usage: {PROG} [OPTIONS] COMMAND")
-
-    done = subprocess.run([SCRIPT, "pools", "--json"], env=env, capture_output=True, text=True, timeout=60,
-                          cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    pools = json.loads(done.stdout)  # stdout is the answer alone
-    assert [p["poolDomain"] for p in pools] == sorted(POOLS)
-    assert all(p["active"] == 0 and p["pendingDnsCount"] == 0 for p in pools)
-    # the service's log lines went to stderr, as JSON, without the key
-    logged = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
-    assert any(entry["level"] == "warning" and "PDM_AUTH=disabled" in entry["message"] for entry in logged)
-    assert API_KEY not in done.stderr
-
-    done = subprocess.run([SCRIPT, "check", POOL, "acme"], env=env, capture_output=True, text=True, timeout=60,
-                          cwd=tmp_path)
-    assert done.returncode == 0 and done.stdout == f"acme.{POOL} is available\n"
-
-    done = subprocess.run([SCRIPT, "pools"], env=script_env(sqlite_url, fake, DYNADOT_API_KEY=""),
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.startswith(f"{PROG}: configuration error: DYNADOT_API_KEY")

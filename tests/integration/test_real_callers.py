@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from chart_support import Rendered, pod_environment
 from conftest import API_KEY, API_SECRET, BASE_FOREIGN, foreign_records, tenant_records
 from pdm_app import create_app
 from pdm_app.cli import cli
 from pdm_app.config import load_settings
-from test_deploy import Rendered, pod_environment
 
 DATABASE_SECRET = "pdm-pg-app"
 # The pool the previous deployment's secret names in its `domain` key.

@@ -27,7 +27,7 @@ from conftest import free_port
 from pdm_app.testing.local_powerdns import LocalPowerDns
 from pdm_app.testing.local_powerdns import free_port as free_dns_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 POOL = "omani.works"
 HOSTS = ("*", "console", "gitea", "harbor", "admin", "api")
 LB = "198.51.100.7"  # the address the printed commit line publishes

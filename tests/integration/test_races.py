@@ -1,5 +1,5 @@
-"""Races that really run: threads and processes against PostgreSQL (and threads against
-SQLite), and the fake registrar's zone checked record by record afterwards.
+"""Races that really run: threads against PostgreSQL and SQLite, and the fake registrar's
+zone checked record by record afterwards. Processes: tests/e2e/test_races.py.
 
 A reservation lapses when the service's clock says so (``Clock``), not when the wall
 clock happens to pass a second boundary: the sweeper races commits on a reservation that
@@ -8,7 +8,6 @@ must happen for the test to mean anything, the test makes it happen (``Interleav
 pause points inside the service's transactions, released on events)."""
 from __future__ import annotations
 
-import multiprocessing
 import random
 import threading
 from collections import Counter
@@ -40,41 +39,6 @@ def test_32_threads_reserve_one_name(app):
 
     with ThreadPoolExecutor(32) as pool:
         statuses = Counter(pool.map(one, range(32)))
-    assert statuses == Counter({201: 1, 409: 31})
-
-
-def _process_reserves(db_url, fake_url, api_key, n_threads, start_event, queue):
-    from conftest import make_settings as settings_for
-
-    class _Fake:
-        url = fake_url
-
-    settings = settings_for(db_url, _Fake)
-    app = create_app(settings)
-    barrier = threading.Barrier(n_threads)
-
-    def one(_):
-        barrier.wait()
-        return _reserve_status(app, "contested")
-
-    start_event.wait(30)
-    with ThreadPoolExecutor(n_threads) as pool:
-        queue.put(list(pool.map(one, range(n_threads))))
-
-
-@pytest.mark.postgres
-def test_processes_reserve_one_name(postgres_url, fake):
-    ctx = multiprocessing.get_context("spawn")
-    start, queue = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_process_reserves, args=(postgres_url, fake.url, None, 8, start, queue))
-             for _ in range(4)]
-    for p in procs:
-        p.start()
-    start.set()
-    results = [queue.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(30)
-    statuses = Counter(s for r in results for s in r)
     assert statuses == Counter({201: 1, 409: 31})
 
 

@@ -57,15 +57,6 @@ def only_call(fake):
     return calls[0]
 
 
-# -- the adapter: success ------------------------------------------------------------------------
-
-def test_name_and_propagation():
-    gd = GodaddyRegistrar("https://api.godaddy.com/")
-    assert gd.name == "godaddy"
-    assert gd.propagation == "godaddy: 1–4 h, up to 48 h"
-    assert gd.base_url == "https://api.godaddy.com"
-
-
 def test_validate_ok_asks_for_the_domain_itself(gd, fake):
     assert gd.validate(DOMAIN, TOKEN, deadline()) is None
     call = only_call(fake)

@@ -23,12 +23,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from conftest import POOL, make_settings, postgres_problem, truncate
+from conftest import POOL, ROOT, make_settings, postgres_problem, truncate
 from pdm_app import create_app
 from pdm_app.api.openapi import build_spec
 from pdm_app.auth import ApiToken
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 OPERATOR_SECRET = "fuzz-operator-secret-0123456789"
 # Enough to find what a generator finds; bounded so the suite stays minutes, not hours.
 FUZZ_EXAMPLES = int(os.environ.get("PDM_FUZZ_EXAMPLES", "150"))  # per operation and run
@@ -37,7 +36,7 @@ FUZZ_EXAMPLES = int(os.environ.get("PDM_FUZZ_EXAMPLES", "150"))  # per operation
 def test_every_original_path_method_and_success_status_is_documented(client):
     ours = client.get("/openapi.json").get_json()
     assert ours["openapi"].startswith("3.")
-    with open(os.path.join(HERE, "data", "original-openapi.yaml")) as f:
+    with open(os.path.join(ROOT, "tests", "data", "original-openapi.yaml")) as f:
         original = yaml.safe_load(f)
     for path, operations in original["paths"].items():
         assert path in ours["paths"], path

@@ -1,15 +1,12 @@
 """No client input gets a 500: what a client can send that the database, the JSON parser
 or the process cannot take is refused at the request edge (pdm_app/api/body.py) with the
 contract's error body -- on SQLite and on PostgreSQL, on every endpoint that reads a body
-or a query -- and the service stays answering when its database does not."""
+or a query -- and the service stays answering when its database does not. Gunicorn's
+share of it (chunked bodies, start-up): tests/e2e/test_bad_input.py."""
 from __future__ import annotations
 
-import http.client
 import io
 import json
-import os
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -18,10 +15,11 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from conftest import API_KEY, POOL, ROOT, Gunicorn, make_settings
+from conftest import POOL, make_settings
 from pdm_app import MAX_BODY_BYTES, create_app, db
 from pdm_app.api.body import MAX_DEPTH
-from pdm_app.config import ConfigError, load_settings
+from pdm_app.config import load_settings
+from unit.test_bad_input import BASE_ENV
 
 LB = "91.98.0.7"
 API = f"/api/v1/pool/{POOL}"
@@ -385,29 +383,6 @@ def test_a_stuck_statement_is_cancelled_and_answers_503(postgres_url, fake, monk
         app.extensions["pdm"].engine.dispose()
 
 
-# -- settings --------------------------------------------------------------------------------------
-
-DURATIONS = ["PDM_RESERVATION_TTL", "PDM_RESERVATION_MAX_TTL", "PDM_SWEEPER_INTERVAL", "DYNADOT_MIN_INTERVAL",
-             "PDM_DNS_REQUEST_BUDGET", "PDM_DNS_RETRY_INTERVAL", "PDM_DNS_RESYNC_INTERVAL",
-             "PDM_DNS_LATE_WRITE_WINDOW", "PDM_HISTORY_RETENTION"]
-BASE_ENV = {"DYNADOT_API_KEY": "k", "PDM_AUTH": "disabled"}
-
-
-@pytest.mark.parametrize("name", DURATIONS)
-@pytest.mark.parametrize("value", ["100000000h", "3651d", "9" * 400 + "h"])
-def test_a_duration_past_ten_years_is_a_config_error(name, value):
-    with pytest.raises(ConfigError, match=name):
-        load_settings({**BASE_ENV, name: value})
-
-
-@pytest.mark.parametrize("name", DURATIONS)
-def test_ten_years_is_accepted(name):
-    env = {**BASE_ENV, name: "3650d"}
-    if name == "PDM_RESERVATION_TTL":
-        env["PDM_RESERVATION_MAX_TTL"] = "3650d"
-    load_settings(env)
-
-
 def test_the_longest_ttl_still_reserves(db_url, fake):
     settings = load_settings({**BASE_ENV, "PDM_RESERVATION_TTL": "3650d"})
     app = create_app(make_settings(db_url, fake, reservation_ttl=settings.reservation_ttl,
@@ -417,61 +392,3 @@ def test_the_longest_ttl_still_reserves(db_url, fake):
         assert r.status_code == 201 and r.get_json()["expiresAt"] > "2035-"
     finally:
         app.extensions["pdm"].engine.dispose()
-
-
-@pytest.mark.parametrize("name", ["GUNICORN_WORKERS", "GUNICORN_THREADS"])
-@pytest.mark.parametrize("value", ["0", "-1", "many", "100000"])
-def test_gunicorn_sizes_are_bounded(name, value):
-    with pytest.raises(ConfigError, match=name):
-        load_settings({**BASE_ENV, name: value})
-
-
-def test_gunicorn_sizes_default_to_two_by_eight():
-    s = load_settings(BASE_ENV)
-    assert (s.gunicorn_workers, s.gunicorn_threads) == (2, 8)
-
-
-# -- a real gunicorn ---------------------------------------------------------------------------------
-
-
-def _chunked_post(url: str, path: str, chunks: list[bytes]) -> tuple[int, dict]:
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    try:
-        # An iterable body and no Content-Length: http.client sends it chunked.
-        conn.request("POST", path, body=iter(chunks), headers={"Content-Type": "application/json"},
-                     encode_chunked=True)
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
-
-
-@pytest.mark.slow
-def test_gunicorn_refuses_a_chunked_body_over_the_limit_and_executes_nothing(db_url, fake):
-    server = Gunicorn(db_url, fake).start()
-    try:
-        body = json.dumps({"subdomain": "chunky"}).encode()
-        status, answer = _chunked_post(server.url, f"{API}/reserve", [body, b" " * 8500, b" " * 8500])
-        assert (status, answer["error"]) == (413, "too-large")
-        engine = create_engine(db_url)
-        try:
-            with engine.connect() as conn:
-                assert conn.execute(text("SELECT count(*) FROM pool_allocations")).scalar() == 0
-        finally:
-            engine.dispose()
-        # A chunked body within the limit is read whole and served.
-        status, answer = _chunked_post(server.url, f"{API}/reserve", [body[:5], body[5:], b" " * 100])
-        assert status == 201 and answer["subdomain"] == "chunky"
-    finally:
-        server.stop()
-
-
-@pytest.mark.slow
-def test_gunicorn_stops_with_one_line_on_a_ttl_past_ten_years(tmp_path):
-    env = {**os.environ, "PORT": "8080", "DYNADOT_API_KEY": API_KEY, "PDM_AUTH": "disabled",
-           "PDM_RESERVATION_TTL": "100000000h", "PDM_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
-    result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0
-    assert "PDM_RESERVATION_TTL" in result.stderr and "Traceback" not in result.stderr

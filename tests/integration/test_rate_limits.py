@@ -1,32 +1,25 @@
 """Per-caller rate limits (PDM_RATE_LIMITS, Flask-Limiter, counters in the database) and
-the quota of open reservations per caller and pool (PDM_MAX_OPEN_RESERVATIONS)."""
+the quota of open reservations per caller and pool (PDM_MAX_OPEN_RESERVATIONS), on the
+endpoints. Their settings: tests/unit/test_rate_limits.py."""
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-import requests
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, select
 
-from conftest import POOL, Gunicorn, make_settings
+from conftest import POOL, make_settings
+from integration.test_races import Interleave, _until_blocked_or_done, _wait
 from pdm_app import create_app, metrics
-from pdm_app.auth import AUTH_TOKENS, ApiToken, client_address
+from pdm_app.auth import AUTH_TOKENS, ApiToken
 from pdm_app.config import (
-    DEFAULT_RATE_LIMITS,
-    ConfigError,
-    Settings,
-    load_settings,
     parse_ip_ranges,
-    parse_rate_limits,
 )
 from pdm_app.domain import utcnow
 from pdm_app.models import PoolAllocation, RateLimitCounter
 from pdm_app.ratelimit import CLEANUP_INTERVAL, DatabaseStorage
-from test_races import Interleave, _until_blocked_or_done, _wait
 
-KEY = {"DYNADOT_API_KEY": "k", "PDM_AUTH": "disabled"}
 LB = "198.51.100.7"
 SECRET_A = "secret-a-0123456789abcdef"
 SECRET_B = "secret-b-0123456789abcdef"
@@ -58,58 +51,6 @@ def check(client, sub="acme", **kwargs):
 
 def reserve(client, sub, **kwargs):
     return client.post(f"/api/v1/pool/{POOL}/reserve", json={"subdomain": sub}, **kwargs)
-
-
-# -- settings ---------------------------------------------------------------------------
-
-
-def test_the_documented_defaults_come_from_load_settings_and_tests_build_settings_without_limits():
-    settings = load_settings(KEY)
-    assert settings.rate_limits == {"check": "200/second", "write": "50/second,5000/hour",
-                                    "registrar": "30/minute", "operator": "50/second"}
-    assert settings.max_open_reservations == 500
-    assert settings.trusted_proxies == ()
-    assert Settings().rate_limits == {}  # what make_settings builds on: limits off
-
-
-def test_rate_limit_settings():
-    assert parse_rate_limits(DEFAULT_RATE_LIMITS) == load_settings(KEY).rate_limits
-    # A scope not named keeps its default; scope=off lifts one; off lifts them all.
-    assert parse_rate_limits("write=20/minute; check=off") == {
-        "write": "20/minute", "registrar": "30/minute", "operator": "50/second"}
-    assert load_settings({**KEY, "PDM_RATE_LIMITS": "off"}).rate_limits == {}
-    settings = load_settings({**KEY, "PDM_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7 2001:db8::/32",
-                              "PDM_MAX_OPEN_RESERVATIONS": "0"})
-    assert [str(n) for n in settings.trusted_proxies] == ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]
-    assert settings.max_open_reservations == 0
-
-
-@pytest.mark.parametrize("env, name", [
-    ({"PDM_RATE_LIMITS": "write=lots"}, "PDM_RATE_LIMITS"),
-    ({"PDM_RATE_LIMITS": "writes=5/second"}, "PDM_RATE_LIMITS"),
-    ({"PDM_RATE_LIMITS": "write=0/second"}, "PDM_RATE_LIMITS"),
-    ({"PDM_RATE_LIMITS": "50/second"}, "PDM_RATE_LIMITS"),
-    ({"PDM_TRUSTED_PROXIES": "10.0.0.0/33"}, "PDM_TRUSTED_PROXIES"),
-    ({"PDM_TRUSTED_PROXIES": "proxy.local"}, "PDM_TRUSTED_PROXIES"),
-    ({"PDM_MAX_OPEN_RESERVATIONS": "-1"}, "PDM_MAX_OPEN_RESERVATIONS"),
-    ({"PDM_MAX_OPEN_RESERVATIONS": "many"}, "PDM_MAX_OPEN_RESERVATIONS"),
-])
-def test_a_bad_value_names_its_variable(env, name):
-    with pytest.raises(ConfigError, match=name) as raised:
-        load_settings({**KEY, **env})
-    assert "\n" not in str(raised.value)
-
-
-def test_the_client_address_believes_forwarded_for_only_from_trusted_proxies():
-    proxies = parse_ip_ranges("10.0.0.0/8")
-    assert client_address("203.0.113.5", "198.51.100.1", proxies) == "203.0.113.5"  # not a proxy
-    assert client_address("10.1.1.1", "198.51.100.1", ()) == "10.1.1.1"  # unset: never
-    assert client_address("10.1.1.1", None, proxies) == "10.1.1.1"
-    assert client_address("10.1.1.1", "198.51.100.1", proxies) == "198.51.100.1"
-    # From the right, past every trusted hop; what the client wrote on the left is ignored.
-    assert client_address("10.1.1.1", "6.6.6.6, 198.51.100.1, 10.2.2.2", proxies) == "198.51.100.1"
-    assert client_address("10.1.1.1", "10.3.3.3, 10.2.2.2", proxies) == "10.3.3.3"
-    assert client_address("10.1.1.1", "garbage, 10.2.2.2", proxies) == "10.2.2.2"
 
 
 # -- the limits over HTTP ----------------------------------------------------------------
@@ -349,55 +290,3 @@ def test_operators_tools_are_not_held_to_the_quota(limited_app):
     for sub in ("t1", "t2", "t3"):
         service.reserve(POOL, sub, "bench", "cli")
     assert len(app.extensions["pdm"].operators.list_pool(POOL).allocations) == 3
-
-
-# -- real processes --------------------------------------------------------------------
-
-
-@pytest.mark.slow
-@pytest.mark.postgres
-def reserve_on_two_services(postgres_url, fake, tmp_path, env, count, threads) -> tuple[list, int]:
-    """``count`` reserves of one caller sent at once, spread over two gunicorn services (two
-    workers each) on one database: [(status, body, Retry-After)], and the rows reserved."""
-    with Gunicorn(postgres_url, fake, tmp_path / "one.log", **env) as one, \
-            Gunicorn(postgres_url, fake, tmp_path / "two.log", **env) as two:
-        servers = [one, two]
-
-        def one_reserve(i):
-            answer = requests.post(f"{servers[i % 2].url}/api/v1/pool/{POOL}/reserve",
-                                   json={"subdomain": f"n{i}"}, timeout=30)
-            return answer.status_code, answer.json(), answer.headers.get("Retry-After")
-
-        with ThreadPoolExecutor(threads) as pool:
-            results = list(pool.map(one_reserve, range(count)))
-    engine = create_engine(postgres_url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(text("SELECT count(*) FROM pool_allocations WHERE state = 'reserved'")).scalar()
-    finally:
-        engine.dispose()
-    return results, rows
-
-
-def test_two_services_of_two_workers_share_one_limit(postgres_url, fake, tmp_path):
-    """Two gunicorn services (two workers each) on one database, write=20/hour: of 30
-    reserves spread over both, exactly 20 pass -- not 20 per worker or per process."""
-    results, rows = reserve_on_two_services(postgres_url, fake, tmp_path,
-                                            {"PDM_RATE_LIMITS": "write=20/hour", "GUNICORN_THREADS": "4"}, 30, 6)
-    statuses = [status for status, _, _ in results]
-    assert statuses.count(201) == 20 and statuses.count(429) == 10, statuses
-    for status, body, retry_after in results:
-        if status == 429:
-            assert body["error"] == "rate-limited" and int(retry_after) > 0
-    assert rows == 20
-
-
-def test_two_services_of_two_workers_share_one_quota(postgres_url, fake, tmp_path):
-    """The quota of open reservations across two gunicorn services (two workers each) on
-    one database: of 20 reserves of one caller sent at once over both, exactly 12 pass."""
-    env = {"PDM_RATE_LIMITS": "off", "PDM_MAX_OPEN_RESERVATIONS": "12", "GUNICORN_THREADS": "4"}
-    results, rows = reserve_on_two_services(postgres_url, fake, tmp_path, env, 20, 8)
-    statuses = [status for status, _, _ in results]
-    assert statuses.count(201) == 12 and statuses.count(429) == 8, statuses
-    assert {body["error"] for status, body, _ in results if status == 429} == {"too-many-reservations"}
-    assert rows == 12

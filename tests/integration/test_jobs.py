@@ -1,16 +1,11 @@
-"""Background jobs: the sweeper, and one leader across processes that hands over when it
-dies."""
+"""Background jobs: the sweeper, one leader among apps, and the scheduler running them.
+The leader killed in another process: tests/e2e/test_jobs.py."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 
-from conftest import POOL, ROOT, make_settings
+from conftest import POOL, make_settings
 from pdm_app import create_app
-from pdm_app.locks import DatabaseLock
 
 
 def test_sweeper_deletes_only_lapsed_reservations(app, client):
@@ -41,36 +36,6 @@ def test_one_leader_among_apps(db_url, fake):
     for a in apps:
         a.extensions["pdm"].jobs.stop()
         a.extensions["pdm"].engine.dispose()
-
-
-HOLDER = """
-import sys, time
-from pdm_app.db import make_engine
-from pdm_app.locks import DatabaseLock
-lock = DatabaseLock(make_engine(sys.argv[1]), "pdm-jobs")
-assert lock.acquire(timeout=5)
-print("held", flush=True)
-time.sleep(120)
-"""
-
-
-def test_leader_killed_hands_over(db_url):
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, db_url], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        from pdm_app.db import make_engine
-
-        engine = make_engine(db_url)
-        lock = DatabaseLock(engine, "pdm-jobs")
-        assert not lock.acquire(timeout=0.3)
-        os.kill(holder.pid, signal.SIGKILL)
-        holder.wait(10)
-        assert lock.acquire(timeout=10)
-        lock.release()
-        engine.dispose()
-    finally:
-        if holder.poll() is None:
-            holder.kill()
 
 
 def test_scheduler_runs_the_jobs(db_url, fake):

@@ -17,13 +17,12 @@ import requests
 
 from pdm_app.customer_domains.base import (ApiUnavailable, Deadline, DomainNotInAccount, InvalidToken, NotEntitled,
                                            RateLimited, RegistrarFailure)
-from pdm_app.customer_domains.dynadot import DynadotRegistrar, LocalKeyLocks, local_key_locks
-from pdm_app.testing.fake_dynadot_ns import CONCURRENT, FAULTS, INVALID_FIELD, NOT_IN_ACCOUNT, FakeDynadot
+from pdm_app.customer_domains.dynadot import DynadotRegistrar, LocalKeyLocks
+from pdm_app.testing.fake_dynadot_ns import CONCURRENT, INVALID_FIELD, NOT_IN_ACCOUNT, FakeDynadot
+from unit.test_customer_dynadot import KEY, OTHER_KEY
 
-KEY = "dk-" + uuid.uuid4().hex
 SECRET = "ds-" + uuid.uuid4().hex
 TOKEN = f"{KEY}:{SECRET}"
-OTHER_KEY = "dk2-" + uuid.uuid4().hex
 DOMAIN = "acme-example.com"
 OLD = ["ns1.oldhost.net", "ns2.oldhost.net"]
 NEW = ["ns1.pool-dns.net", "ns2.pool-dns.net"]
@@ -57,14 +56,6 @@ def raw(fake, **params) -> requests.Response:
 def domain_info_answer(settings: str, head: str = '"ResponseCode": 0, "Status": "success"') -> str:
     return (f'{{"DomainInfoResponse": {{{head}, "DomainInfo": {{"Name": "{DOMAIN}", '
             f'"NameServerSettings": {settings}}}}}}}')
-
-
-# -- validate -------------------------------------------------------------------------------
-
-def test_name_and_propagation():
-    adapter = DynadotRegistrar("http://127.0.0.1:9/api3.json")
-    assert adapter.name == "dynadot"
-    assert adapter.propagation == "dynadot: 30–60 min"
 
 
 @pytest.mark.parametrize("token", [TOKEN, KEY, f"  {KEY}  ", f"{KEY}:{SECRET}:extra"])
@@ -468,19 +459,6 @@ def test_key_lock_contract(fake):
     assert fake.calls == []
 
 
-def test_local_key_locks():
-    locks = LocalKeyLocks()
-    with locks(KEY, 1):
-        with pytest.raises(TimeoutError):
-            with locks(KEY, 0.05):
-                pass  # pragma: no cover
-        with locks(OTHER_KEY, 0.05):
-            assert len(locks) == 2
-        assert KEY not in repr(locks.__dict__)  # kept as a digest
-    assert len(locks) == 0  # nothing kept once nobody holds or waits
-    assert DynadotRegistrar("http://127.0.0.1:9/api3.json")._key_lock is local_key_locks
-
-
 # -- the fake's strictness ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("extra", [{"secret": SECRET}, {"api_secret": "x"}, {"ns13": "ns.pool-dns.net"},
@@ -545,13 +523,6 @@ def test_fake_refuses_a_second_request_with_the_same_key(fake):
         assert session.get(fake.url, params={"key": KEY, "command": "domain_info", "domain": DOMAIN},
                            timeout=5).json()["DomainInfoResponse"]["Status"] == "success"
     assert fake.refused_concurrent == 1
-
-
-def test_fake_knows_its_faults():
-    with pytest.raises(ValueError):
-        FakeDynadot().inject("meteor")
-    assert {"http500", "reset", "timeout", "badjson", "raw", "throttle", "system_busy", "unknown_host",
-            "invalid_key", "not_in_account"} <= set(FAULTS)
 
 
 # -- logs and secrets --------------------------------------------------------------------------
