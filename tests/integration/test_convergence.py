@@ -240,7 +240,9 @@ def test_a_write_applied_a_minute_late_is_repaired_by_the_read_a_minute_after_it
     fake.inject("late", times=1, command="set_dns2")
     assert commit(client, "beta").status_code == 202  # written, but no answer in time
     failed, next_read = late_write_state(pdm)
-    assert 5 <= next_read < 6  # read again soon
+    # read again soon: 5 s after the pass gave up, which the service's whole-second clock
+    # may put a second after the abandoned write
+    assert 5 <= next_read <= 6
     later(app, 10)
     assert pdm.jobs.retry_dns() == 1  # the soon read: read, write, done
     assert client.delete(f"/api/v1/pool/{POOL}/release?sub=old").status_code == 200
