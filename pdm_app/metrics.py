@@ -28,6 +28,10 @@ LOCK_RELEASE_FAILURES = Counter("pdm_lock_release_failures_total", "Lock release
                                 ["lock"])
 LOCK_LOST = Counter("pdm_dns_lock_lost_total", "DNS passes that found their registrar lock lost and wrote nothing "
                     "more (or left their work pending)")
+DNS_LOCK_HELD = Histogram(
+    "pdm_dns_lock_held_seconds", "How long one DNS pass (or one slice of a resync) held its registrar lock",
+    ["backend"], buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 # reason: registrar-transient, registrar-error or unexpected (any other exception).
 DNS_PASS_FAILURES = Counter("pdm_dns_pass_failures_total", "DNS passes that failed, by pool and reason",
                             ["pool", "reason"])
@@ -51,7 +55,8 @@ class DatabaseCollector:
     figures, never the process metrics beside them."""
 
     def __init__(self, read):
-        # () -> (allocation counts, pending counts, oldest ages, blocked pools, failing pools)
+        # () -> (allocation counts, pending counts, oldest ages, blocked pools, failing pools,
+        # resyncs by pool)
         self.read = read
 
     def collect(self):
@@ -67,7 +72,7 @@ class DatabaseCollector:
             return
         up.add_metric([], 1)
         yield up
-        counts, pending, oldest, blocked_pools, failing_pools = figures
+        counts, pending, oldest, blocked_pools, failing_pools, resyncs = figures
         allocations = GaugeMetricFamily("pdm_allocations", "Allocations by pool and state", labels=["pool", "state"])
         for (pool, state), n in sorted(counts.items()):
             allocations.add_metric([pool, state], n)
@@ -85,7 +90,17 @@ class DatabaseCollector:
                                     labels=["pool"])
         for pool in sorted(failing_pools):
             failing.add_metric([pool], 1)
-        yield from (allocations, work, age, blocked, failing)
+        last = GaugeMetricFamily("pdm_dns_resync_last_start_timestamp_seconds", "When the pool's last resync that "
+                                 "checked every name began (Unix time)", labels=["pool"])
+        names = GaugeMetricFamily("pdm_dns_resync_names", "The resync under way (PowerDNS, in slices): names "
+                                  "checked and names to check", labels=["pool", "of"])
+        for pool, resync in sorted(resyncs.items()):
+            if resync.last is not None:
+                last.add_metric([pool], resync.last.timestamp())
+            if resync.started is not None:
+                names.add_metric([pool, "checked"], resync.checked)
+                names.add_metric([pool, "total"], resync.total)
+        yield from (allocations, work, age, blocked, failing, last, names)
 
 
 def exposition(read_database) -> bytes:

@@ -22,7 +22,7 @@ from sqlalchemy.types import TypeDecorator
 
 # The Alembic head these models describe; /readyz compares the database with it.
 # Revision ids are zero-padded numbers ("0003" follows "0002"), so they order.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -179,6 +179,15 @@ class PoolZone(Base):
     # After a zone write that failed or timed out: until when the registrar may still
     # apply it (the zone is read again soon, about a minute later, and at this time).
     late_write_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When the last resync that checked every name began (a Dynadot pass always reads the
+    # whole zone; a PowerDNS commit's pass reads only its own names and does not count).
+    resynced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A resync under way (PowerDNS, in slices): when it began, the last name checked
+    # (None: none under way), and names checked of the names to check.
+    resync_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resync_after: Mapped[str | None] = mapped_column(Text, nullable=True)
+    resync_checked: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
+    resync_total: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
 
 
 class OwnedHost(Base):
@@ -187,6 +196,7 @@ class OwnedHost(Base):
     once a read shows the records gone."""
 
     __tablename__ = "dns_owned_hosts"
+    __table_args__ = (Index("ix_dns_owned_hosts_pool_domain_subdomain", "pool_domain", "subdomain"),)
 
     pool_domain: Mapped[str] = mapped_column(Text, primary_key=True)
     host: Mapped[str] = mapped_column(Text, primary_key=True)

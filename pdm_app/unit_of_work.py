@@ -10,8 +10,9 @@ module writes SQL.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Iterable
 
-from sqlalchemy import delete, func, insert, select, text, tuple_, update
+from sqlalchemy import delete, func, insert, select, text, tuple_, union, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -163,12 +164,14 @@ class UnitOfWork:
         )
         return self.session.execute(stmt).scalar_one()
 
-    def active_tenants(self, pool: str) -> tuple[dict[str, str], frozenset[str]]:
-        """Every active tenant of the pool and the address its records point at, and those
-        carried over from the previous service's table."""
+    def active_tenants(self, pool: str, names: Iterable[str] | None = None) -> tuple[dict[str, str], frozenset[str]]:
+        """Every active tenant of the pool (or of ``names`` only) and the address its
+        records point at, and those carried over from the previous service's table."""
         stmt = select(PoolAllocation.subdomain, PoolAllocation.load_balancer_ip, PoolAllocation.carried_over).where(
             PoolAllocation.pool_domain == pool, PoolAllocation.state == domain.ACTIVE
         )
+        if names is not None:
+            stmt = stmt.where(PoolAllocation.subdomain.in_(sorted(names)))
         active, carried = {}, set()
         for sub, ip, carried_over in self.session.execute(stmt):
             active[sub] = ip
@@ -274,8 +277,33 @@ class UnitOfWork:
 
     # -- the hosts the service owns ----------------------------------------------------
 
-    def owned_hosts(self, pool: str) -> set[str]:
-        return set(self.session.execute(select(OwnedHost.host).where(OwnedHost.pool_domain == pool)).scalars())
+    def owned_hosts(self, pool: str, names: Iterable[str] | None = None) -> set[str]:
+        """The hosts the service owns in the pool (or those of the tenant ``names``)."""
+        stmt = select(OwnedHost.host).where(OwnedHost.pool_domain == pool)
+        if names is not None:
+            stmt = stmt.where(OwnedHost.subdomain.in_(sorted(names)))
+        return set(self.session.execute(stmt).scalars())
+
+    def resync_names(self, pool: str, after: str, limit: int) -> list[str]:
+        """The next ``limit`` names after ``after``, in order, that a resync checks: every
+        active tenant and every name the service owns hosts of."""
+        names = union(
+            select(PoolAllocation.subdomain.label("name")).where(
+                PoolAllocation.pool_domain == pool, PoolAllocation.state == domain.ACTIVE,
+                PoolAllocation.subdomain > after),
+            select(OwnedHost.subdomain.label("name")).where(OwnedHost.pool_domain == pool,
+                                                            OwnedHost.subdomain > after),
+        ).subquery()
+        stmt = select(names.c.name).order_by(names.c.name).limit(limit)
+        return list(self.session.execute(stmt).scalars())
+
+    def count_resync_names(self, pool: str) -> int:
+        names = union(
+            select(PoolAllocation.subdomain.label("name")).where(
+                PoolAllocation.pool_domain == pool, PoolAllocation.state == domain.ACTIVE),
+            select(OwnedHost.subdomain.label("name")).where(OwnedHost.pool_domain == pool),
+        ).subquery()
+        return self.session.execute(select(func.count()).select_from(names)).scalar_one()
 
     def own_hosts(self, pool: str, hosts: set[str]) -> None:
         """Add ``hosts`` (one statement; those already owned are left as they are)."""
@@ -295,10 +323,19 @@ class UnitOfWork:
         """What foreign records the last good read found at or under ``sub``; None: none."""
         return self.session.execute(_conflict_detail(pool, sub)).scalar()
 
-    def replace_conflicts(self, pool: str, conflicts: dict[str, str]) -> None:
-        """Make the pool's conflicts ``conflicts`` (label -> detail), writing only the
-        difference: a pass seldom changes them."""
+    def conflicts(self, pool: str, names: Iterable[str]) -> dict[str, str]:
+        """The stored conflicts (label -> detail) of ``names``."""
+        stmt = select(DnsConflict.label, DnsConflict.detail).where(DnsConflict.pool_domain == pool,
+                                                                   DnsConflict.label.in_(sorted(names)))
+        return dict(self.session.execute(stmt).all())
+
+    def replace_conflicts(self, pool: str, conflicts: dict[str, str], names: Iterable[str] | None = None) -> None:
+        """Make the pool's conflicts ``conflicts`` (label -> detail) -- those of ``names``
+        only, when a pass read only them -- writing only the difference: a pass seldom
+        changes them."""
         stmt = select(DnsConflict.label, DnsConflict.detail).where(DnsConflict.pool_domain == pool)
+        if names is not None:
+            stmt = stmt.where(DnsConflict.label.in_(sorted(names)))
         stored = dict(self.session.execute(stmt).all())
         gone = [label for label in stored if label not in conflicts or stored[label] != conflicts[label]]
         if gone:

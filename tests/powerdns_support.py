@@ -44,6 +44,7 @@ class Call(NamedTuple):
     method: str
     path: str
     status: int | None
+    query: str = ""
 
 
 @dataclass
@@ -89,6 +90,9 @@ class FaultProxy(FakeServer):
         self.upstream_host = parts.hostname
         self.upstream_port = parts.port or 80
         self.upstream_prefix = parts.path.rstrip("/")
+        # True: forward without the query, as a server that knows none of its parameters
+        # (a PowerDNS before 4.7 and rrset_name) would answer.
+        self.drop_queries = False
 
     # -- faults ----------------------------------------------------------------------
 
@@ -143,15 +147,17 @@ class FaultProxy(FakeServer):
                     return fault
         return None
 
-    def _record(self, method: str, path: str, status: int | None) -> None:
+    def _record(self, method: str, path: str, status: int | None, query: str = "") -> None:
         with self._lock:
-            self._calls.append(Call(method, path, status))
+            self._calls.append(Call(method, path, status, query))
 
     # -- forwarding ------------------------------------------------------------------
 
     def _serve(self, handler, method: str) -> None:
         target = handler.path
-        path = target.split("?", 1)[0]
+        path, _, query = target.partition("?")
+        if self.drop_queries:
+            target = path
         body = _read_body(handler)
         fault = self._fault_for(method, path)
         if fault is not None and fault.kind == "fail":
@@ -173,7 +179,7 @@ class FaultProxy(FakeServer):
             self._record(method, path, None)
             reset(handler)
             return
-        self._record(method, path, status)
+        self._record(method, path, status, query)
         if fault is not None and fault.kind == "lose_reply":
             drop(handler)
             return

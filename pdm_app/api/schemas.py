@@ -132,6 +132,14 @@ class FailingSchema(Schema):
     since = Timestamp(allow_none=True)
 
 
+class ResyncSchema(Schema):
+    # The last whole resync's start; the one under way (PowerDNS, in slices): since, names checked of total.
+    lastAt = Timestamp(attribute="last", allow_none=True)
+    startedAt = Timestamp(attribute="started", allow_none=True)
+    checked = fields.Integer()
+    total = fields.Integer()
+
+
 class PoolListSchema(Schema):
     poolDomain = fields.String(attribute="pool_domain")
     allocations = fields.List(fields.Nested(ListedAllocationSchema))
@@ -188,6 +196,7 @@ class PoolStatusSchema(Schema):
     poolDs = fields.List(fields.String(), attribute="ds")
     poolDsCheck = fields.Nested(DsCheckSchema, attribute="ds_check", allow_none=True)
     dnsFailing = fields.Nested(FailingSchema, attribute="failing", allow_none=True)
+    resync = fields.Nested(ResyncSchema, allow_none=True)
 
 
 class PoolsSchema(Schema):

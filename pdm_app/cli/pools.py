@@ -7,8 +7,8 @@ from marshmallow import Schema, fields
 from ..api import schemas
 from ..dns.ownership import describe
 from ..services.operators import DriftReport, ReconcileResult, UnsafePlan
-from .base import (blocked_line, cli, emit_json, fail, failing_line, json_option, operators, service_command, table,
-                   timestamp)
+from .base import (blocked_line, cell, cli, emit_json, fail, failing_line, json_option, operators, service_command,
+                   table, timestamp)
 
 # Answers the HTTP API has no schema for; field names in its style (camelCase).
 
@@ -34,10 +34,11 @@ def pools(as_json: bool) -> None:
         emit_json(schemas.PoolStatusSchema(many=True).dump(result))
         return
     table(
-        ["POOL", "DNS", "ACTIVE", "RESERVED", "PENDING DNS", "BLOCKED", "LAST GOOD READ", "FOREIGN SUB-HOSTS",
-         "POOL DS AT REGISTRAR"],
+        ["POOL", "DNS", "ACTIVE", "RESERVED", "PENDING DNS", "BLOCKED", "LAST GOOD READ", "LAST RESYNC", "RESYNC",
+         "FOREIGN SUB-HOSTS", "POOL DS AT REGISTRAR"],
         [(p.pool_domain, p.dns_backend, p.active, p.reserved, p.pending, p.blocked.reason if p.blocked else None,
-          p.synced_at, p.foreign_subhost_records, p.ds_check.status if p.ds_check else None) for p in result],
+          p.synced_at, p.resync.last if p.resync else None, resync_cell(p.resync), p.foreign_subhost_records,
+          p.ds_check.status if p.ds_check else None) for p in result],
     )
     for p in result:
         if p.blocked:
@@ -48,6 +49,13 @@ def pools(as_json: bool) -> None:
             click.echo(f"\n{p.pool_domain}: the pool zone's DS, for its registrar: {' / '.join(p.ds)}")
         if p.ds_check and p.ds_check.detail:
             click.echo(f"{p.pool_domain}: {p.ds_check.status}: {p.ds_check.detail}")
+
+
+def resync_cell(resync) -> str | None:
+    """The resync under way, as "1,200/10,000 since 10:02:03"; None when none is."""
+    if resync is None or resync.started is None:
+        return None
+    return f"{resync.checked:,}/{resync.total:,} since {cell(resync.started)}"
 
 
 @cli.group(short_help="Pending DNS work: list it, retry it.")

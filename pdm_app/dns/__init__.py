@@ -8,8 +8,9 @@ a pool's zone. Layered bottom up; a module imports only from the layers below it
   hands it (``Snapshot``, ``PassIO``) and what it hands back (``Converged``, drift).
 - ``policy``: the rules every backend shares (repair thresholds, retry back-off, reads
   after a write that may land late).
-- ``engine``: the pass (queue, lock, fencing, pacing, group commit, bookkeeping). It
-  knows backends only by the protocol.
+- ``engine``: the pass (queue, lock, fencing, pacing, group commit, bookkeeping), and
+  ``resync``: the retry job's round and the resync in slices. They know backends only by
+  the protocol.
 - One subpackage per DNS host, each a client, its pure planning and its backend:
   ``dynadot/`` (the pool's zone at the registrar), ``powerdns/`` (signed zones per
   tenant). A new host is a new folder beside them and one line in ``pdm_app.create_app``.

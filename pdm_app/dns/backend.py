@@ -35,6 +35,12 @@ class Snapshot:
     # and until when the registrar asked every caller to wait.
     fence: int | None = None
     paused_until: datetime | None = None
+    # The names this pass covers (its work's, or a resync's slice): every row above is of
+    # these names only, and the backend reads only them. None: the whole pool.
+    scope: frozenset[str] | None = None
+    # For those names, the foreign records a whole read found at or under them last
+    # (what a read of the names alone cannot see below them).
+    conflicts: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,10 @@ class ZoneBackend(Protocol):
     registrar error. ``drift`` reads and compares without writing."""
 
     kind: str
+    # True: a pass can read and write the names of its work alone (PowerDNS: a zone per
+    # tenant), and a resync walks the pool in slices (``survey``, then ``converge`` of
+    # each slice's names). False: every pass reads and writes the whole zone (Dynadot).
+    scoped: bool
     lock: DatabaseLock
     account: str  # a hash naming the account whose calls are paced, paused and fenced
     min_interval: float
@@ -76,6 +86,21 @@ class ZoneBackend(Protocol):
                  adopt: frozenset[str]) -> Converged: ...
 
     def drift(self, pool: str, snap: Snapshot, io: PassIO) -> tuple[list[NameDrift], list[Record]]: ...
+
+    def survey(self, pool: str, snap: Snapshot, io: PassIO, adopt: frozenset[str]) -> Survey:
+        """Scoped backends: the whole pool read once, without writing, at the start of a
+        resync (``adopt``: the orphans an operator's reconcile removes)."""
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What a resync learns from one read of the whole pool: every name with something
+    that is not the service's at or under it (``ownership``), and the names the DNS holds
+    that the table does not list but the resync must check (the service's zones of names
+    no longer active, and the names an operator adopts)."""
+
+    conflicts: Mapping[str, str]
+    stray: frozenset[str]
 
 
 class PassIO(Protocol):

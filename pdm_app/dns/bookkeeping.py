@@ -26,10 +26,16 @@ Uow = Callable[..., UnitOfWork]
 
 
 def finish(uow: Uow, backend: ZoneBackend, pool: str, snap: Snapshot, done: Converged, owned: set[str],
-           began: datetime, wanted: set[int], now: datetime, *, accepted: bool, late_write_window: float) -> bool:
+           began: datetime, wanted: set[int], now: datetime, *, accepted: bool, late_write_window: float,
+           step: tuple[str, int] | None = None) -> bool:
     """A converged pass's bookkeeping, in one transaction. ``owned``: the hosts recorded as
     the service's own when the pass ends. False when work of ``wanted`` was refused (with
-    none wanted: when any active tenant was): its tenant is not published."""
+    none wanted: when any active tenant was): its tenant is not published.
+
+    A pass of some names only (``snap.scope``) leaves every other name's rows as they are;
+    only a pass of the whole pool counts as a resync (``resynced_at``) and settles a new
+    ``PDM_TENANT_RECORDS``. ``step``: the pass is a resync's slice, which moves the resync
+    on (the last name checked, and how many) in the same transaction."""
     refused = [w for w in snap.work if w.action == domain.PUBLISH and w.subdomain in done.refused]
     with uow() as tx:
         if tx.fence(backend.account) != snap.fence:
@@ -46,7 +52,7 @@ def finish(uow: Uow, backend: ZoneBackend, pool: str, snap: Snapshot, done: Conv
             record_failure(tx, pool, [w], why, now, action="dns-refused")
             tx.fail_work([w.id], why, now + timedelta(seconds=retry_delay(w.attempts)), refusal=code)
         if done.conflicts is not None:
-            tx.replace_conflicts(pool, dict(done.conflicts))
+            tx.replace_conflicts(pool, dict(done.conflicts), snap.scope)
         zone = tx.pool_zone(pool)
         was_blocked = zone.blocked_reason if zone is not None else None
         was_failing = zone.last_error if zone is not None else None
@@ -60,10 +66,13 @@ def finish(uow: Uow, backend: ZoneBackend, pool: str, snap: Snapshot, done: Conv
             keep = set(done.owned | done.removing)
             tx.disown_hosts(pool, owned - keep)
             tx.own_hosts(pool, keep - owned)
+        whole = {} if snap.scope is not None else dict(resynced_at=now, record_names=",".join(backend.record_names))
+        if step is not None:
+            whole.update(resync_after=step[0], resync_checked=zone.resync_checked + step[1])
         tx.update_pool_zone(
             pool,
             synced_at=now,
-            record_names=",".join(backend.record_names),
+            **whole,
             blocked_reason=None, blocked_detail=None, blocked_since=None,
             last_error=None, failing_since=None,
             # While a write may still land, the zone is read again on its schedule (a

@@ -5,8 +5,10 @@ hands them to the pool's backend (``backend.ZoneBackend``), which reads what the
 holds, plans the changes (pure code: ``dynadot.plan`` for Dynadot's whole-zone writes,
 ``powerdns.plan`` for signed tenant zones) and applies them. Commit, release, the retry
 job, the periodic resync and an operator's reconcile all run this same pass, whatever
-the backend. The engine knows backends only by that protocol: the composition root
-(``pdm_app.create_app``) builds them.
+the backend. On a backend that can (``scoped``: PowerDNS, a zone per tenant) a pass that
+carries out work covers the names of its work alone -- its reads, its rows and its
+bookkeeping -- and a resync walks the pool in slices (``resync``). The engine knows
+backends only by that protocol: the composition root (``pdm_app.create_app``) builds them.
 
 Passes of one backend account run one at a time deployment-wide (a ``DatabaseLock``):
 Dynadot serves one call at a time per key, two whole-zone writes in flight can land out
@@ -34,19 +36,19 @@ from . import bookkeeping
 from .backend import NameDrift, Snapshot, ZoneBackend, foreign_records
 from .calls import PacedIO
 from .errors import LockLost, RegistrarError, UnreadableZone, ZoneBlocked
+from .policy import MIN_PASS_TIME, RESYNC_SLICE
+from .resync import Resyncs
 from .zone import Record
 
 log = logging.getLogger(__name__)
 
-# Below this much of its budget left, a request does not start a pass.
-MIN_PASS_TIME = 0.05
 # Passes quicker than this (on average) count as quick: see DnsPublisher._turn_wait.
 QUICK_PASS = 0.1
 # Where a request's DNS work stands (DnsPublisher._work_state).
 DONE, REFUSED, PENDING = "done", "refused", "pending"
 
 
-class DnsPublisher:
+class DnsPublisher(Resyncs):
     """The queue's one consumer: passes per pool, each through the pool's backend."""
 
     def __init__(
@@ -58,6 +60,7 @@ class DnsPublisher:
         max_waiting_requests: int = 4,
         late_write_window: float = 180.0,
         resync_interval: float = 600.0,
+        resync_slice: int = RESYNC_SLICE,
         clock: Callable[[], datetime] = domain.utcnow,
         wakeups: PassWakeups | None = None,
     ):
@@ -69,6 +72,7 @@ class DnsPublisher:
         self.max_waiting_requests = max_waiting_requests
         self.late_write_window = late_write_window
         self.resync_interval = resync_interval
+        self.resync_slice = resync_slice
         self._request_slots = threading.BoundedSemaphore(max_waiting_requests)
         self._recent_pass = QUICK_PASS / 2
         self.clock = clock
@@ -105,7 +109,8 @@ class DnsPublisher:
                     return False
                 if backend.lock.acquire(timeout=0):
                     # The pass itself sees when an earlier one already carried the work.
-                    return self._locked_pass(backend, pool, work_ids, time.monotonic(), left, verify=verify)
+                    return self._locked_pass(backend, pool, work_ids, time.monotonic(), left, verify=verify,
+                                             scope=self._work_scope(backend, verify))
                 self.wakeups.wait(mark, left)
                 if work_ids and not verify:
                     state = self._work_state(work_ids)
@@ -122,25 +127,46 @@ class DnsPublisher:
         the work ``work_ids`` is done -- by this pass or one before it -- and, with
         ``verify``, the DNS was read and is now what the table says even without work.
         ``accept``: take the zone as it now is (an operator's ``reconcile --force``);
-        ``adopt``: hosts to treat as the service's own (orphans an operator removes)."""
-        start = time.monotonic()
+        ``adopt``: hosts to treat as the service's own (orphans an operator removes).
+        On a scoped backend a pass that verifies is a whole resync (``resync``)."""
         backend = self.backend(pool)
+        if backend.scoped and (verify or accept or adopt):
+            return self.resync(pool, budget, accept=accept, adopt=adopt, restart=True)
+        return self._publish(backend, pool, work_ids, budget, verify=verify, accept=accept, adopt=adopt)
+
+    def _publish(self, backend: ZoneBackend, pool: str, work_ids: list[int], budget: float | None, *,
+                 verify: bool = False, accept: bool = False, adopt: frozenset[str] = frozenset(),
+                 scope: frozenset[str] | None = None, step: tuple[str, int] | None = None) -> bool:
+        """``publish`` with the pass's scope chosen (None: the whole pool); ``step``: a
+        resync's slice (``bookkeeping.finish``)."""
+        start = time.monotonic()
+        if scope is None:
+            scope = self._work_scope(backend, verify or accept or bool(adopt))
         try:
             if not backend.lock.acquire(timeout=budget):
                 log.warning("dns pass for %s: registrar lock busy past %.1fs; left pending", pool, budget or 0)
                 return False
         except SQLAlchemyError as exc:
             return self._left_pending(pool, exc)
-        return self._locked_pass(backend, pool, work_ids, start, budget, verify=verify, accept=accept, adopt=adopt)
+        return self._locked_pass(backend, pool, work_ids, start, budget, verify=verify, accept=accept, adopt=adopt,
+                                 scope=scope, step=step)
+
+    @staticmethod
+    def _work_scope(backend: ZoneBackend, verify: bool) -> frozenset[str] | None:
+        """A pass that only carries out work covers the names of its work alone (plus none
+        more: the empty extra scope), where the backend can; else the whole pool."""
+        return frozenset() if backend.scoped and not verify else None
 
     def _locked_pass(self, backend: ZoneBackend, pool: str, work_ids: list[int], start: float,
                      budget: float | None, *, verify: bool, accept: bool = False,
-                     adopt: frozenset[str] = frozenset()) -> bool:
+                     adopt: frozenset[str] = frozenset(), scope: frozenset[str] | None = None,
+                     step: tuple[str, int] | None = None) -> bool:
         """A pass, with ``backend.lock`` just taken; lets go of it and wakes the waiters."""
         began = time.monotonic()
         try:
             return self._pass(backend, pool, set(work_ids), start, budget,
-                              verify=verify or accept or bool(adopt), accept=accept, adopt=adopt)
+                              verify=verify or accept or bool(adopt), accept=accept, adopt=adopt, scope=scope,
+                              step=step)
         except SQLAlchemyError as exc:
             return self._left_pending(pool, exc)
         except Exception as exc:  # a fault around the backend's pass (its bookkeeping) is this pool's alone too
@@ -150,6 +176,7 @@ class DnsPublisher:
             self.wakeups.announce()
             # A moving average of how long passes take in this process.
             self._recent_pass += 0.3 * (time.monotonic() - began - self._recent_pass)
+            metrics.DNS_LOCK_HELD.labels(backend.kind).observe(time.monotonic() - began)
 
     def _turn_wait(self) -> float:
         """How long a request beyond the waiting slots may wait for one: a few passes'
@@ -202,51 +229,31 @@ class DnsPublisher:
             backend.lock.release()
             self.wakeups.announce()
 
-    def publish_due(self, pools: Iterable[str]) -> int:
-        """The retry job: a pass for every pool with work that is due, a read owed, a
-        resync due or a changed record-name list (``pools``: the managed ones). Returns
-        how many passes succeeded."""
-        now = self.clock()
-        with self.uow() as tx:
-            due_work = set(tx.pools_with_due_work(now))
-            zones = tx.pool_zones()
-        managed = set(pools)
-        due = set(due_work)
-        for pool in managed | set(zones):
-            zone = zones.get(pool)
-            if zone is not None and zone.recheck_at is not None and zone.recheck_at <= now:
-                due.add(pool)
-            elif (zone is not None and zone.record_names is not None
-                  and zone.record_names != ",".join(self.backend(pool).record_names)):
-                due.add(pool)
-            elif pool in managed and self.resync_interval > 0 and (
-                zone is None or zone.synced_at is None
-                or (now - zone.synced_at).total_seconds() >= self.resync_interval
-            ):
-                due.add(pool)
-        return sum(1 for pool in sorted(due) if self.publish(pool, [], budget=None, verify=pool not in due_work))
-
     # -- the pass --------------------------------------------------------------------
 
-    def _snapshot(self, backend: ZoneBackend, pool: str, *, states: bool = False, fence: bool = False) -> Snapshot:
+    def _snapshot(self, backend: ZoneBackend, pool: str, *, states: bool = False, fence: bool = False,
+                  scope: frozenset[str] | None = None) -> Snapshot:
         # The work and the rows it names, read from one snapshot: every work item seen
         # comes with the row change that made it (a release read as still active would
         # put the records back and call the removal done). One transaction, taking the
         # pass's fencing token first: a pass's bookkeeping costs round trips, and passes
-        # run one at a time.
+        # run one at a time. With a ``scope``, the rows of those names and of the work's
+        # alone: what a pass reads grows with its work, not with the pool.
         with self.uow(snapshot=True) as tx:
             if fence:
                 token, paused_until = tx.take_fence(backend.account)
             else:
                 account = tx.registrar_account(backend.account)
                 token, paused_until = None, account.paused_until if account is not None else None
-            active, carried = tx.active_tenants(pool)
             work = tx.pending_work(pool)
-            owned = tx.owned_hosts(pool)
+            names = None if scope is None else frozenset(scope | {w.subdomain for w in work})
+            active, carried = tx.active_tenants(pool, names)
+            owned = tx.owned_hosts(pool, names)
+            conflicts = tx.conflicts(pool, names) if names is not None else {}
             zone = tx.pool_zone(pool)
             allocated = tx.allocation_states(pool) if states else {}
         return Snapshot(active, work, owned, foreign_records(zone.foreign_records if zone else None), allocated,
-                        carried, token, paused_until)
+                        carried, token, paused_until, names, conflicts)
 
     def _io(self, backend: ZoneBackend, pool: str, start: float, budget: float | None, snap: Snapshot) -> PacedIO:
         """The pass's calls to the DNS host, within ``budget`` seconds from ``start``."""
@@ -259,9 +266,10 @@ class DnsPublisher:
         return paused if paused is not None and paused > self.clock() else None
 
     def _pass(self, backend: ZoneBackend, pool: str, wanted: set[int], start: float, budget: float | None,
-              *, verify: bool, accept: bool, adopt: frozenset[str]) -> bool:
+              *, verify: bool, accept: bool, adopt: frozenset[str], scope: frozenset[str] | None = None,
+              step: tuple[str, int] | None = None) -> bool:
         began = self.clock()
-        snap = self._snapshot(backend, pool, fence=True)
+        snap = self._snapshot(backend, pool, fence=True, scope=scope)
         ids = [w.id for w in snap.work]
         if wanted and not wanted.intersection(ids):
             return True  # an earlier pass already carried it out
@@ -297,4 +305,4 @@ class DnsPublisher:
             bookkeeping.fail(self.uow, backend, pool, snap.work, exc, self.clock())
             return False
         return bookkeeping.finish(self.uow, backend, pool, snap, done, io.owned, began, wanted, self.clock(),
-                                  accepted=accept, late_write_window=self.late_write_window)
+                                  accepted=accept, late_write_window=self.late_write_window, step=step)

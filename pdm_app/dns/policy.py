@@ -77,3 +77,13 @@ def next_late_write_read(until: datetime, window: float, now: datetime) -> datet
     failed_at = until - timedelta(seconds=window)
     return next((at for at in (failed_at + timedelta(seconds=d) for d in late_write_reads(window)) if at > now),
                 None)
+
+
+# Below this much of its budget left, a request (or a resync's slice) does not start a pass.
+MIN_PASS_TIME = 0.05
+
+# A resync of a scoped backend (PowerDNS) checks this many names per slice, each slice
+# holding the lock for its names only; the retry job gives a resync under way this many
+# seconds of slices per tick, so other pools' due work is not held up behind a large one.
+RESYNC_SLICE = 50
+RESYNC_TICK = 10.0

@@ -60,6 +60,17 @@ class Failing:
 
 
 @dataclass(frozen=True)
+class Resync:
+    """The pool's resync: when the last one that checked every name began, and the one
+    under way (PowerDNS, in slices): since when, names checked of those to check."""
+
+    last: datetime | None
+    started: datetime | None = None
+    checked: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True)
 class Event:
     id: int
     subdomain: str
@@ -105,6 +116,7 @@ class PoolStatus:
     ds: tuple[str, ...] = ()
     ds_check: DsCheck | None = None
     failing: Failing | None = None
+    resync: Resync | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +163,14 @@ def _failing(zone: PoolZone | None) -> Failing | None:
     if zone is None or not zone.last_error:
         return None
     return Failing(zone.last_error, zone.failing_since)
+
+
+def _resync(zone: PoolZone | None) -> Resync:
+    if zone is None:
+        return Resync(None)
+    if zone.resync_started_at is None:
+        return Resync(zone.resynced_at)
+    return Resync(zone.resynced_at, zone.resync_started_at, zone.resync_checked, zone.resync_total)
 
 
 def _pending(work) -> PendingDns:
@@ -238,7 +258,7 @@ class Operators(UseCases):
                 pending.get(pool, (0, None))[0], _blocked(zone),
                 zone.synced_at if zone else None,
                 zone.foreign_subhost_records if zone and zone.synced_at and backend == "dynadot" else None,
-                backend, ds, checked, failing=_failing(zone),
+                backend, ds, checked, failing=_failing(zone), resync=_resync(zone),
             ))
         return result
 
@@ -334,19 +354,21 @@ class Operators(UseCases):
             for pool in self.managed_domains
         }
 
-    def figures(self) -> tuple[dict, dict, dict, dict, set]:
+    def figures(self) -> tuple[dict, dict, dict, dict, set, dict]:
         """For /metrics: allocations by (pool, state), pending DNS work by pool, the age in
-        seconds of each pool's oldest pending change, the blocked pools' reasons, and the
-        pools whose last pass failed."""
+        seconds of each pool's oldest pending change, the blocked pools' reasons, the
+        pools whose last pass failed, and each pool's ``Resync``."""
         with self.uow() as tx:
             counts = tx.allocation_counts()
             summary = tx.pending_summary()
             blocked = tx.blocked_pools()
             failing = set(tx.failing_pools())
+            zones = tx.pool_zones()
         now = domain.utcnow()
         pending = {pool: n for pool, (n, _) in summary.items()}
         oldest = {pool: max(0.0, (now - first).total_seconds()) for pool, (_, first) in summary.items()}
-        return counts, pending, oldest, blocked, failing
+        resyncs = {pool: _resync(zones.get(pool)) for pool in self.managed_domains}
+        return counts, pending, oldest, blocked, failing, resyncs
 
     def schema_revision(self) -> str | None:
         with self.uow() as tx:

@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from datetime import timedelta
+from urllib.parse import parse_qs
 
 import dns.query
 import dns.rdataclass
@@ -18,8 +19,10 @@ import pytest
 import requests
 from conftest import POOL, POOLS, Gunicorn, make_settings
 from powerdns_support import assert_tenant_gone, query, validate_chain
+from unit.test_cli import _root_logger_kept  # noqa: F401 -- an autouse fixture: the CLI's logging put back
 
 from pdm_app import create_app
+from pdm_app.cli import cli
 from pdm_app.domain import utcnow
 from pdm_app.dns.powerdns.client import PowerDnsClient, PowerDnsError
 
@@ -280,7 +283,7 @@ def test_powerdns_down_makes_only_dns_work_wait(make_app, powerdns, api):
     assert dns["backend"] == "powerdns" and dns["pendingChanges"] == 1
     assert "PowerDNS could not be reached" in dns["lastError"]
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert 'pdm_registrar_calls_total{command="pdns-get-zone",outcome="transient-error"}' in metrics
+    assert 'pdm_registrar_calls_total{command="pdns-get-rrsets",outcome="transient-error"}' in metrics
 
     powerdns.start()
     assert pass_now(app)
@@ -366,7 +369,10 @@ ODD_ANSWERS = {
               "application/json"),
 }
 POOL_RE = POOL.replace(".", "[.]")
-READS = {"pool zone": rf"/zones/{POOL_RE}\.$", "zone list": r"/zones$", "pool keys": rf"/zones/{POOL_RE}\./cryptokeys$"}
+# A commit's reads: the pool zone's records at the tenant's name (and its settings), the
+# tenant's own zone, the pool zone's keys.
+READS = {"pool zone": rf"/zones/{POOL_RE}\.$", "tenant zone": rf"/zones/acme\.{POOL_RE}\.$",
+         "pool keys": rf"/zones/{POOL_RE}\./cryptokeys$"}
 
 
 @pytest.mark.parametrize("answer", sorted(ODD_ANSWERS))
@@ -573,6 +579,176 @@ def test_a_foreign_zone_under_the_pool_is_never_removed(app, powerdns, api):
     assert api.zone(f"mail.{POOL}") is not None
     report = client.get(f"/api/v1/pool/{POOL}/drift").get_json()
     assert report["clean"] is True, report
+
+
+# -- a commit costs what its change costs; a resync walks the pool in slices -----------------
+
+
+def fill(client, n, prefix="t"):
+    names = [f"{prefix}{i:02d}" for i in range(n)]
+    for sub in names:
+        reserve_commit(client, sub)
+    return names
+
+
+def rrset_names(calls):
+    """The ``rrset_name`` each filtered read of the pool zone asked for."""
+    return sorted(parse_qs(c.query)["rrset_name"][0] for c in calls
+                  if c.method == "GET" and c.path.endswith(f"/zones/{POOL}.") and "rrset_name=" in c.query)
+
+
+def test_a_commit_and_a_release_read_only_their_own_names(app, powerdns, powerdns_proxy, api):
+    """What a pass reads grows with its work, not with the pool: the pool zone's records at
+    the tenant's name (and its SOA), the tenant's own zone, and the table's rows of that
+    name alone -- never the zone list nor the whole pool zone."""
+    client = app.test_client()
+    assert pass_now(app)
+    fill(client, 6)
+    backend = app.extensions["pdm"].publisher.backend(POOL)
+    snaps = []
+    converge = backend.converge
+    backend.converge = lambda pool, snap, io, **kw: snaps.append(snap) or converge(pool, snap, io, **kw)
+    for sub, step in (("newco", lambda: reserve_commit(client, "newco")), ("t03", lambda: release(client, "t03"))):
+        powerdns_proxy.reset_calls()
+        snaps.clear()
+        step()
+        gets = [c for c in powerdns_proxy.calls if c.method == "GET"]
+        assert not [c for c in gets if c.path.endswith("/zones")], gets  # no zone list
+        assert all("rrset_name=" in c.query for c in gets if c.path.endswith(f"/zones/{POOL}.")), gets
+        assert rrset_names(gets) == sorted([f"{POOL}.", f"{sub}.{POOL}."])
+        tenant_zones = {c.path.split("/zones/")[1].split("/")[0] for c in gets} - {f"{POOL}."}
+        assert tenant_zones <= {f"{sub}.{POOL}."}, tenant_zones
+        (snap,) = snaps
+        assert snap.scope == {sub} and set(snap.active) <= {sub} and snap.owned <= {sub}
+    assert_tenant_right(powerdns, api, "newco")
+    assert_tenant_gone(powerdns.dns_server, POOL, f"t03.{POOL}")
+    for sub in ("t00", "t05"):
+        assert_tenant_right(powerdns, api, sub)
+
+
+def test_a_server_that_does_not_filter_gets_the_same_answer_at_the_old_cost(app, powerdns, powerdns_proxy, api,
+                                                                             caplog):
+    """A PowerDNS before 4.7 knows no ``rrset_name``: it sends the whole pool zone, which
+    the client filters, and the pass reads it once, not once per name."""
+    client = app.test_client()
+    assert pass_now(app)
+    fill(client, 3)
+    powerdns_proxy.drop_queries = True
+    reserve_commit(client, "newco")
+    powerdns_proxy.reset_calls()
+    release(client, "t01")
+    pool_reads = [c for c in powerdns_proxy.calls if c.method == "GET" and c.path.endswith(f"/zones/{POOL}.")]
+    assert len(pool_reads) == 1, pool_reads
+    assert "more than was asked" in caplog.text
+    assert_tenant_right(powerdns, api, "newco")
+    assert_tenant_gone(powerdns.dns_server, POOL, f"t01.{POOL}")
+    for sub in ("t00", "t02"):
+        assert_tenant_right(powerdns, api, sub)
+    assert client.get(f"/api/v1/pool/{POOL}/drift").get_json()["clean"] is True
+
+
+class Slices:
+    """Counts a resync's slices: each is a pass of a few names that takes the lock and
+    lets go of it. ``between(n, fn)`` runs ``fn`` after the ``n``-th slice, lock free."""
+
+    def __init__(self, publisher):
+        self.publisher, self.scopes, self.hooks = publisher, [], {}
+        self._publish = publisher._publish
+        publisher._publish = self
+
+    def __call__(self, backend, pool, work_ids, budget, **kw):
+        done = self._publish(backend, pool, work_ids, budget, **kw)
+        if kw.get("step") is not None:
+            self.scopes.append(kw["scope"])
+            hook = self.hooks.pop(len(self.scopes), None)
+            if hook is not None:
+                hook()
+        return done
+
+    def between(self, n, fn):
+        self.hooks[n] = fn
+
+
+def test_a_resync_lets_commits_in_between_its_slices(app, powerdns, api):
+    pdm = app.extensions["pdm"]
+    pdm.publisher.resync_slice = 2
+    client = app.test_client()
+    assert pass_now(app)
+    fill(client, 7)
+    api.patch(f"t05.{POOL}", [{"name": f"console.t05.{POOL}.", "type": "A", "changetype": "DELETE"}])
+    slices = Slices(pdm.publisher)
+    answers = []
+    slices.between(2, lambda: answers.append(commit(client, "mid", reserve(client, "mid")).status_code))
+    assert pass_now(app)  # an operator's `dns retry`: a whole resync, in slices
+    assert answers == [200]  # the lock was free between two slices: the commit ran its own pass
+    # the survey's names (none stray), then the table's names two by two, "mid" among them
+    # the survey's names (none stray), then the table's, two by two ("mid" sorts before
+    # where the resync had come to: its own commit checked it)
+    assert [sorted(scope) for scope in slices.scopes] == [[], ["t00", "t01"], ["t02", "t03"], ["t04", "t05"],
+                                                          ["t06"]]
+    assert api.rrset(f"t05.{POOL}", f"console.t05.{POOL}", "A") == [LB]
+    assert_tenant_right(powerdns, api, "mid")
+
+
+def test_a_hand_deleted_record_is_repaired_by_the_sliced_resync_while_commits_keep_arriving(make_app, powerdns, api):
+    """A commit every second must not keep the resync from coming due (each commit's pass
+    reads only its own names), and the resync, in slices, finds the record an operator
+    deleted by hand within about one interval."""
+    app = make_app(dns_resync_interval=3)
+    pdm = app.extensions["pdm"]
+    pdm.publisher.resync_slice = 2
+    client = app.test_client()
+    assert pass_now(app)
+    fill(client, 8)
+    slices = Slices(pdm.publisher)
+    api.patch(f"t06.{POOL}", [{"name": f"api.t06.{POOL}.", "type": "A", "changetype": "DELETE"}])
+    stop, answers = threading.Event(), []
+
+    def commits():
+        caller = app.test_client()
+        for i in range(1000):
+            answers.append(commit(caller, f"c{i:03d}", reserve(caller, f"c{i:03d}")).status_code)
+            if stop.wait(1.0):
+                return
+
+    arriving = threading.Thread(target=commits)
+    arriving.start()
+    try:
+        end = time.monotonic() + 60  # a safety net: with commits resetting its schedule, it never ran
+        while not api.rrset(f"t06.{POOL}", f"api.t06.{POOL}", "A") and time.monotonic() < end:
+            pdm.jobs.retry_dns()  # the leader's tick
+            time.sleep(0.25)
+    finally:
+        stop.set()
+        arriving.join()
+    assert api.rrset(f"t06.{POOL}", f"api.t06.{POOL}", "A") == [LB]
+    assert len(answers) >= 2 and set(answers) == {200}, answers
+    assert len(slices.scopes) >= 5  # eight tenants and more, two names a slice
+    assert_tenant_right(powerdns, api, "t06")
+
+
+
+def test_a_resync_under_way_shows_how_far_it_has_come(app, powerdns, api):
+    pdm = app.extensions["pdm"]
+    pdm.publisher.resync_slice = 2
+    client = app.test_client()
+    assert pass_now(app)
+    fill(client, 5)
+    # The leader's tick runs slices for a few seconds; this one stops after each slice.
+    assert pdm.publisher.resync(POOL, None, restart=True, time_limit=0) is False  # the survey's slice
+    assert pdm.publisher.resync(POOL, None, time_limit=0) is False  # two names
+    (status,) = [p for p in client.get("/api/v1/pools").get_json()["pools"] if p["poolDomain"] == POOL]
+    resync = status["resync"]
+    assert (resync["checked"], resync["total"]) == (2, 5) and resync["startedAt"] is not None, resync
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert f'pdm_dns_resync_names{{of="checked",pool="{POOL}"}} 2.0' in metrics
+    assert f'pdm_dns_resync_names{{of="total",pool="{POOL}"}} 5.0' in metrics
+    shown = app.test_cli_runner().invoke(cli, ["pools"], prog_name="pool-domain-manager")
+    assert shown.exit_code == 0 and "2/5 since" in shown.output, shown.output
+    assert pdm.publisher.resync(POOL, None) is True  # the rest, to the end
+    (status,) = [p for p in client.get("/api/v1/pools").get_json()["pools"] if p["poolDomain"] == POOL]
+    assert status["resync"]["startedAt"] is None and status["resync"]["lastAt"] is not None
+    assert "pdm_dns_resync_names{" not in client.get("/metrics").get_data(as_text=True)
 
 
 # -- secrets ------------------------------------------------------------------------------------

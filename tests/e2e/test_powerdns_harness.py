@@ -243,7 +243,7 @@ def test_the_proxy_forwards_everything_and_records_the_calls(powerdns, powerdns_
 
     base = "/api/v1/servers/localhost"
     assert powerdns_proxy.calls == [
-        Call("POST", f"{base}/zones", 201), Call("GET", f"{base}/zones", 200),
+        Call("POST", f"{base}/zones", 201), Call("GET", f"{base}/zones", 200, f"zone={PARENT}"),
         Call("PATCH", f"{base}/zones/{PARENT}", 204), Call("GET", f"{base}/zones", 401),
         Call("DELETE", f"{base}/zones/{CHILD}", 404)]
     powerdns_proxy.reset_calls()

@@ -93,9 +93,12 @@ def test_pools_list_and_check(app, client):
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["POOL", "DNS", "ACTIVE", "RESERVED", "PENDING", "DNS", "BLOCKED", "LAST", "GOOD",
-                                "READ", "FOREIGN", "SUB-HOSTS", "POOL", "DS", "AT", "REGISTRAR"]
+                                "READ", "LAST", "RESYNC", "RESYNC", "FOREIGN", "SUB-HOSTS", "POOL", "DS", "AT",
+                                "REGISTRAR"]
     row = next(line.split() for line in lines if line.startswith(POOL + " "))
-    assert row[:6] == [POOL, "dynadot", "1", "1", "0", "-"] and row[6].endswith("Z") and row[7:] == ["2", "-"]
+    # a Dynadot pass reads the whole zone: the last good read is a resync too; none under way
+    assert row[:6] == [POOL, "dynadot", "1", "1", "0", "-"] and row[6].endswith("Z") and row[7] == row[6]
+    assert row[8:] == ["-", "2", "-"]
     assert {line.split()[0] for line in lines[1:]} == set(POOLS)
 
     listed = out_json(run(app, "pools", "--json"))
@@ -106,6 +109,7 @@ def test_pools_list_and_check(app, client):
     assert parse_ts(mine["syncedAt"]) and mine["foreignSubhostRecords"] == 2  # www, legacy
     assert (mine["dnsBackend"], mine["poolDs"], mine["poolDsCheck"]) == ("dynadot", [], None)
     assert by_pool["openova.io"]["syncedAt"] is None  # never read yet
+    assert mine["resync"] == {"lastAt": mine["syncedAt"], "startedAt": None, "checked": 0, "total": 0}
 
     result = run(app, "list", POOL)
     assert result.exit_code == 0, result.stderr

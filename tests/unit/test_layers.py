@@ -116,7 +116,7 @@ def dns_modules(*subpackages: str) -> list[str]:
 
 
 BOTTOM_OF_DNS = ("zone", "errors", "ownership", "backend", "policy")
-ENGINE = ("engine", "calls", "bookkeeping")
+ENGINE = ("engine", "resync", "calls", "bookkeeping")
 BACKENDS = ("dynadot", "powerdns")
 CALLERS_OF_DNS = ("pdm_app.services", "pdm_app.api", "pdm_app.cli", "pdm_app.jobs", "pdm_app.customer_domains",
                   "pdm_app.testing")

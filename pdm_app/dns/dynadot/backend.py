@@ -28,6 +28,7 @@ class Registrar(Protocol):
 
 class DynadotZones:
     kind = "dynadot"
+    scoped = False  # the API reads and writes the whole zone, and nothing else
 
     def __init__(self, registrar: Registrar, lock: DatabaseLock, *, key: str, record_names: tuple[str, ...],
                  min_interval: float, max_subhost_records: int | None = None, max_apex_records: int | None = None,

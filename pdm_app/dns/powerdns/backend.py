@@ -16,7 +16,7 @@ import logging
 from ... import domain
 from ...locks import DatabaseLock
 from .. import ownership
-from ..backend import Converged, NameDrift, PassIO, Snapshot, account_id
+from ..backend import Converged, NameDrift, PassIO, Snapshot, Survey, account_id
 from ..zone import Record
 from . import plan
 from .client import PowerDnsClient
@@ -40,6 +40,7 @@ def adopted_names(adopt: frozenset[str]) -> frozenset[str]:
 
 class PowerDnsZones:
     kind = "powerdns"
+    scoped = True
 
     def __init__(self, client: PowerDnsClient, lock: DatabaseLock, *, account_key: str,
                  record_names: tuple[str, ...], nameservers: tuple[str, ...], pools: tuple[str, ...] = ()):
@@ -80,6 +81,52 @@ class PowerDnsZones:
             )
         return view
 
+    def read_names(self, pool: str, names: frozenset[str], io: PassIO) -> PoolDns:
+        """What the server holds for ``names`` alone, whatever the pool's size: the pool
+        zone's settings, SOA and keys, what it holds at each name (NS, DS, anything
+        else), and each name's own zone, read in full (``view.tenants``)."""
+        suffix = "." + absolute(pool)
+        # A server that does not filter sends the whole pool zone for each name: read
+        # it once instead.
+        whole = io.call("pdns-get-zone", self.client.get_zone, pool) if self.client.unfiltered else None
+        parent = whole if whole is not None else io.call("pdns-get-rrsets", self.client.get_rrsets, pool,
+                                                         pool, "SOA")
+        view = PoolDns(pool, None, {})
+        delegations: dict[str, Delegation] = {}
+        others: list[tuple[str, str]] = []
+        nested = frozenset(p for p in self.pools if p.endswith(suffix))
+        for sub in sorted(names):
+            if f"{sub}{suffix}" in self.pools:
+                continue  # a pool's own name, never a tenant's
+            if parent is not None:
+                at = whole if whole is not None else io.call("pdns-get-rrsets", self.client.get_rrsets, pool,
+                                                             f"{sub}{suffix}")
+                if at is not None:
+                    _, _, children, _ = plan.parse_zone_rrsets(pool, at)
+                    if sub in children:
+                        delegations[sub] = Delegation(children[sub].get("NS", ()), children[sub].get("DS", ()))
+                    others += [(name, what) for name, what in plan.rrsets_below_apex(pool, at, nested)
+                               if name == sub]
+            zone = self.read_tenant(pool, sub, io)
+            if zone is not None:
+                view.zones[sub] = zone.account
+                view.tenants[sub] = zone
+        if parent is not None:
+            keys = io.call("pdns-list-keys", self.client.list_keys, pool)
+            _, _, _, has_soa = plan.parse_zone_rrsets(pool, parent)
+            view.parent = ParentZone(tuple(plan.key_from_api(k) for k in keys), delegations,
+                                     bool(parent.get("api_rectify")), has_soa,
+                                     str(parent.get("soa_edit_api") or "DEFAULT"), tuple(sorted(others)))
+        return view
+
+    def survey(self, pool: str, snap: Snapshot, io: PassIO, adopt: frozenset[str]) -> Survey:
+        view = self.read(pool, io)
+        _, conflicts = self.ownership(pool, view, snap)
+        # The service's zones of names the table no longer lists: a slice removes them.
+        stray = {sub for sub, account in view.zones.items()
+                 if account == ACCOUNT and sub not in snap.active and sub not in snap.owned}
+        return Survey(conflicts, frozenset(stray | adopted_names(adopt)))
+
     def ownership(self, pool: str, view: PoolDns, snap: Snapshot) -> tuple[set[str], dict[str, str]]:
         """The names whose zone and delegation are the service's, and every name with
         something that is not the service's at or under it (``ownership``)."""
@@ -119,18 +166,29 @@ class PowerDnsZones:
 
     def converge(self, pool: str, snap: Snapshot, io: PassIO, *, accept: bool, adopt: frozenset[str]) -> Converged:
         touched: dict[str, list[str]] = {}
-        view = self.read(pool, io)
-        ours, conflicts = self.ownership(pool, view, snap)
+        if snap.scope is None:
+            view = self.read(pool, io)
+            ours, conflicts = self.ownership(pool, view, snap)
+        else:
+            view = self.read_names(pool, snap.scope, io)
+            ours, conflicts = self.ownership(pool, view, snap)
+            # What the last whole read (a resync's survey) found below a name is not read
+            # now: it still counts until the next one.
+            conflicts = {**snap.conflicts, **conflicts}
         refused = self.refusals(pool, snap.active, ours, conflicts)
         active = {sub: ip for sub, ip in snap.active.items() if sub not in refused}
         pool_keys = self._ensure_pool_zone(pool, view, io)
         work = {w.subdomain for w in snap.work}
         adopted = adopted_names(adopt)
         gone = plan.removals(view, snap.active, snap.owned, adopted)
+        if snap.scope is not None:
+            # Every name of the scope was read in full: plan its active tenants.
+            view.tenants = {sub: view.tenants.get(sub) for sub in active}
         # Without work this is a resync, a reconcile or a first read: check every tenant.
         for sub in plan.to_read(view, active, work, self.nameservers, everything=not snap.work or accept):
-            # A zone not in the list just read (under the lock) is not there.
-            view.tenants[sub] = self.read_tenant(pool, sub, io) if sub in view.zones else None
+            if snap.scope is None:
+                # A zone not in the list just read (under the lock) is not there.
+                view.tenants[sub] = self.read_tenant(pool, sub, io) if sub in view.zones else None
 
         delegations = view.parent.delegations if view.parent else {}
         parent_rrsets: list[dict] = []
