@@ -101,12 +101,14 @@ class Resyncs:
                 if after is None:
                     return False  # another process finished it meanwhile
                 checked = zone.resync_checked
-                names = first if first is not None else frozenset(tx.resync_names(pool, after, self.resync_slice))
+                ordered = [] if first is not None else tx.resync_names(pool, after, self.resync_slice)
+                names = first if first is not None else frozenset(ordered)
             if first is None and not names:
                 self._resync_done(backend, pool)
                 return right
-            # The first slice (the survey's names) leaves the place in the name order as it is.
-            step = (after if first is not None else max(names), len(names))
+            # The place in the name order is the database's (its collation, not Python's);
+            # the first slice (the survey's names) leaves it as it is.
+            step = (ordered[-1] if ordered else after, len(names))
             began = time.monotonic()
             right &= self._publish(backend, pool, [], left, verify=True, accept=accept, adopt=adopt, scope=names,
                                    step=step)
