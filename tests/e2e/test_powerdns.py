@@ -669,12 +669,18 @@ class Slices:
         self.hooks[n] = fn
 
 
-def test_a_resync_lets_commits_in_between_its_slices(app, powerdns, api):
+def sliced_pool(app, tenants):
+    """A pool of ``tenants`` committed tenants, resynced two names a slice."""
     pdm = app.extensions["pdm"]
     pdm.publisher.resync_slice = 2
     client = app.test_client()
     assert pass_now(app)
-    fill(client, 7)
+    fill(client, tenants)
+    return pdm, client
+
+
+def test_a_resync_lets_commits_in_between_its_slices(app, powerdns, api):
+    pdm, client = sliced_pool(app, 7)
     api.patch(f"t05.{POOL}", [{"name": f"console.t05.{POOL}.", "type": "A", "changetype": "DELETE"}])
     slices = Slices(pdm.publisher)
     answers = []
@@ -695,11 +701,7 @@ def test_a_hand_deleted_record_is_repaired_by_the_sliced_resync_while_commits_ke
     reads only its own names), and the resync, in slices, finds the record an operator
     deleted by hand within about one interval."""
     app = make_app(dns_resync_interval=3)
-    pdm = app.extensions["pdm"]
-    pdm.publisher.resync_slice = 2
-    client = app.test_client()
-    assert pass_now(app)
-    fill(client, 8)
+    pdm, _ = sliced_pool(app, 8)
     slices = Slices(pdm.publisher)
     api.patch(f"t06.{POOL}", [{"name": f"api.t06.{POOL}.", "type": "A", "changetype": "DELETE"}])
     stop, answers = threading.Event(), []
@@ -727,13 +729,8 @@ def test_a_hand_deleted_record_is_repaired_by_the_sliced_resync_while_commits_ke
     assert_tenant_right(powerdns, api, "t06")
 
 
-
 def test_a_resync_under_way_shows_how_far_it_has_come(app, powerdns, api):
-    pdm = app.extensions["pdm"]
-    pdm.publisher.resync_slice = 2
-    client = app.test_client()
-    assert pass_now(app)
-    fill(client, 5)
+    pdm, client = sliced_pool(app, 5)
     # The leader's tick runs slices for a few seconds; this one stops after each slice.
     assert pdm.publisher.resync(POOL, None, restart=True, time_limit=0) is False  # the survey's slice
     assert pdm.publisher.resync(POOL, None, time_limit=0) is False  # two names
