@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from datetime import datetime
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Mapping
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
