@@ -95,12 +95,11 @@ _HELD = (ctypes.c_int32 * SLOTS).from_buffer(_TABLE, SLOTS * ctypes.sizeof(ctype
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (as this user: another user's process is no sibling)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except OSError:
         return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -160,9 +159,15 @@ class BalancedThreadWorker(ThreadWorker):
         # connection waits), then take it if it is still there.
         self._holding_back = True
         self.set_accept_enabled(False)
-        timer = threading.Timer(ACCEPT_WAIT, self.method_queue.defer, (self._accept_after_wait, listener))
+        timer = threading.Timer(ACCEPT_WAIT, self._wait_over, (listener,))
         timer.daemon = True
         timer.start()
+
+    def _wait_over(self, listener):
+        # On the timer's thread: the main loop takes it from here (a stopping worker's
+        # loop may have closed its queue already).
+        if self.alive:
+            self.method_queue.defer(self._accept_after_wait, listener)
 
     def _accept_after_wait(self, listener):
         self._holding_back = False
