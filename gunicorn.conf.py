@@ -19,7 +19,9 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
 workers = _count("GUNICORN_WORKERS", 2)
 # gunicorn's gthread worker, whose own answers to requests it refuses (a header over
 # limit_request_field_size, a request line over limit_request_line, ...) are the
-# contract's JSON error body instead of an HTML page.
+# contract's JSON error body instead of an HTML page, and which leaves a new connection to
+# a worker holding fewer (10 ms at most), so that a caller's few keep-alive connections
+# spread over the workers instead of loading one.
 worker_class = "pdm_app.gunicorn_worker.JsonErrorThreadWorker"
 threads = _count("GUNICORN_THREADS", 8)
 timeout = 60

@@ -1,15 +1,26 @@
-"""gunicorn's threaded worker, answering what gunicorn refuses itself in the contract's
-shape.
+"""gunicorn's threaded worker, spreading keep-alive connections over the workers and
+answering what gunicorn refuses itself in the contract's shape.
 
 A request gunicorn cannot parse -- a header over ``limit_request_field_size``, a request
 line over ``limit_request_line``, too many headers, a malformed line -- never reaches the
 app: the worker's ``handle_error`` writes an HTML page. This worker lets gunicorn decide
 everything as before (the status, its log line) and only replaces that page with
 ``{"error": code, "detail": sentence}`` (gunicorn.conf.py's ``worker_class``).
+
+The workers share one listening socket and race to accept each new connection: a worker
+that happens to be awake takes a burst of them, and a caller's few long-lived connections
+then load one worker's GIL while its sibling idles. ``BalancedThreadWorker`` lets a
+sibling holding fewer connections take the next one first, and takes it itself after
+``ACCEPT_WAIT`` if none has: a new connection (a probe, a new caller) is never left
+waiting longer than that.
 """
 from __future__ import annotations
 
+import ctypes
 import json
+import mmap
+import os
+import threading
 
 from gunicorn import util
 from gunicorn.glogging import Logger
@@ -70,7 +81,112 @@ def error_answer(status: int, reason: str) -> bytes:
     return head.encode("latin-1") + body
 
 
-class JsonErrorThreadWorker(ThreadWorker):
+# How long a worker holding more connections than a sibling leaves a new one to it.
+ACCEPT_WAIT = 0.01
+# The workers this gunicorn runs at once that the table follows (a worker beyond it
+# accepts as gunicorn does).
+SLOTS = 64
+# One slot per worker: its pid and the connections it holds. The arbiter makes the table
+# when it loads the worker class, before it forks any worker, so every worker shares it
+# (anonymous shared memory: no file, the container's filesystem may be read-only).
+_TABLE = mmap.mmap(-1, 2 * SLOTS * ctypes.sizeof(ctypes.c_int32))
+_PIDS = (ctypes.c_int32 * SLOTS).from_buffer(_TABLE)
+_HELD = (ctypes.c_int32 * SLOTS).from_buffer(_TABLE, SLOTS * ctypes.sizeof(ctypes.c_int32))
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (as this user: another user's process is no sibling)."""
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _claim_slot() -> int | None:
+    """A slot no live worker holds (run in the arbiter, which spawns one worker at a time
+    and writes the slot's pid right after the fork)."""
+    for slot in range(SLOTS):
+        if _PIDS[slot] == 0 or not _alive(_PIDS[slot]):
+            _PIDS[slot], _HELD[slot] = 0, 0
+            return slot
+    return None
+
+
+class BalancedThreadWorker(ThreadWorker):
+    """gunicorn's ``gthread`` worker that leaves a new connection to a sibling holding
+    fewer connections, for ``ACCEPT_WAIT`` at most."""
+
+    def __init__(self, *args, **kwargs):
+        self._slot = _claim_slot()
+        self._holding_back = False
+        super().__init__(*args, **kwargs)
+
+    # gunicorn sets ``pid`` in the arbiter right after the fork, and counts connections
+    # in ``nr_conns``: both are mirrored into the shared table.
+    @property
+    def pid(self):
+        return self._pid
+
+    @pid.setter
+    def pid(self, pid):
+        self._pid = pid
+        if isinstance(pid, int) and self._slot is not None:
+            _PIDS[self._slot] = pid
+
+    @property
+    def nr_conns(self) -> int:
+        return self._nr_conns
+
+    @nr_conns.setter
+    def nr_conns(self, n: int) -> None:
+        self._nr_conns = n
+        if self._slot is not None:
+            _HELD[self._slot] = n
+
+    def a_sibling_holds_fewer(self) -> bool:
+        for slot in range(SLOTS):
+            pid = _PIDS[slot]
+            if slot != self._slot and pid and _HELD[slot] < self._nr_conns and _alive(pid):
+                return True
+        return False
+
+    def accept(self, listener):
+        if self._slot is None or not self.a_sibling_holds_fewer():
+            super().accept(listener)
+            return
+        # Stop listening for ACCEPT_WAIT (the listener stays readable while the
+        # connection waits), then take it if it is still there.
+        self._holding_back = True
+        self.set_accept_enabled(False)
+        timer = threading.Timer(ACCEPT_WAIT, self._wait_over, (listener,))
+        timer.daemon = True
+        timer.start()
+
+    def _wait_over(self, listener):
+        # On the timer's thread: the main loop takes it from here (a stopping worker's
+        # loop may have closed its queue already).
+        if self.alive:
+            self.method_queue.defer(self._accept_after_wait, listener)
+
+    def _accept_after_wait(self, listener):
+        self._holding_back = False
+        if self.alive:
+            super().accept(listener)  # nothing to accept (a sibling took it) is no error
+        # the main loop listens again on its next turn
+
+    def set_accept_enabled(self, enabled):
+        super().set_accept_enabled(enabled and not self._holding_back)
+
+    def run(self):
+        try:
+            super().run()
+        finally:
+            if self._slot is not None:
+                _HELD[self._slot] = 0
+
+
+class JsonErrorThreadWorker(BalancedThreadWorker):
     """gunicorn's ``gthread`` worker whose own error answers are the contract's JSON."""
 
     def handle_error(self, req, client, addr, exc):

@@ -6,7 +6,7 @@ import contextvars
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+import time
 
 from .config import Settings
 from .redaction import redact, register_secret
@@ -17,10 +17,28 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
 
+# Anything json cannot write (a datetime, an exception passed in extra) as its str().
+_ENCODER = json.JSONEncoder(default=str)
+
+
 class JsonFormatter(logging.Formatter):
+    # (second, "2026-01-31T12:00:59"): a line per request, most of them in the same second.
+    _second: tuple[int, str] = (-1, "")
+
+    def timestamp(self, created: float) -> str:
+        """``created`` in UTC, ISO 8601 to the millisecond: ``2026-01-31T12:00:59.123+00:00``."""
+        second = int(created)
+        micros = round((created - second) * 1e6)  # rounded to the microsecond as datetime does
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        cached = self._second
+        if cached[0] != second:
+            cached = self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        return f"{cached[1]}.{micros // 1000:03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": self.timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -34,7 +52,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         # The line as a whole is what leaves the process: mask secrets last.
-        return redact(json.dumps(entry, default=str))
+        return redact(_ENCODER.encode(entry))
 
 
 class CurrentStreamHandler(logging.StreamHandler):

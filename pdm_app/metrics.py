@@ -48,6 +48,21 @@ JOB_LEADER = Gauge("pdm_job_leader", "1 when this process holds the background-j
 
 log = logging.getLogger(__name__)
 
+# (endpoint, method, status) -> its counter and histogram: ``labels()`` checks and looks up
+# its labels on every call. Bounded: endpoints are the app's routes, methods a fixed set.
+_HTTP_SERIES: dict[tuple[str, str, int], tuple] = {}
+
+
+def observe_request(endpoint: str, method: str, status: int, seconds: float) -> None:
+    """One answered request in pdm_http_requests_total and pdm_http_request_duration_seconds."""
+    key = (endpoint, method, status)
+    series = _HTTP_SERIES.get(key)
+    if series is None:
+        series = _HTTP_SERIES[key] = (HTTP_REQUESTS.labels(endpoint, method, str(status)),
+                                      HTTP_LATENCY.labels(endpoint, method))
+    series[0].inc()
+    series[1].observe(seconds)
+
 
 class DatabaseCollector:
     """Allocations by pool and state, and the DNS work queue, read from the database;

@@ -18,6 +18,9 @@ _KEY_IN_URL = re.compile(r"(?i)([?&;](?:api)?key=)[^&\s'\"<>)]+")
 # Raw and URL-encoded forms. Never removed: a key once used stays secret.
 _SECRETS: set[str] = set()
 _LOCK = threading.Lock()
+# The same, longest first, as redact applies them: sorted when one is added, not on every
+# line (redact runs on every line the service writes, one per request at least).
+_ORDERED: tuple[str, ...] = ()
 
 
 # Masking a very short value would garble every line it occurs in and protect nothing.
@@ -25,18 +28,18 @@ MIN_SECRET_LENGTH = 8
 
 
 def register_secret(secret: str | None) -> None:
+    global _ORDERED
     if not secret or len(secret) < MIN_SECRET_LENGTH:
         return
     with _LOCK:
         for form in (secret, quote(secret, safe=""), quote_plus(secret)):
             if form:
                 _SECRETS.add(form)
+        _ORDERED = tuple(sorted(_SECRETS, key=len, reverse=True))
 
 
 def redact(text: str) -> str:
-    with _LOCK:
-        secrets = sorted(_SECRETS, key=len, reverse=True)
-    for secret in secrets:
+    for secret in _ORDERED:
         text = text.replace(secret, "***")
     return _KEY_IN_URL.sub(r"\1***", text)
 

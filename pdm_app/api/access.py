@@ -83,8 +83,7 @@ def install(app: Flask, book: TokenBook, auth_mode: str) -> None:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         # Any method a client invents would add a series: label the known ones only.
         method = request.method if request.method in _METHODS else "other"
-        metrics.HTTP_REQUESTS.labels(endpoint, method, str(response.status_code)).inc()
-        metrics.HTTP_LATENCY.labels(endpoint, method).observe(duration)
+        metrics.observe_request(endpoint, method, response.status_code, duration)
         log.log(
             logging.DEBUG if request.path in _QUIET else logging.INFO,
             "%s %s %s", request.method, request.path, response.status_code,

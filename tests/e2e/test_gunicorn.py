@@ -1,9 +1,14 @@
 """What gunicorn itself says, with the real gunicorn.conf.py: its refusals of requests it
-cannot parse are the contract's JSON error body, and its log lines are JSON."""
+cannot parse are the contract's JSON error body, and its log lines are JSON; and how its
+workers share the connections."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -97,3 +102,101 @@ def test_gunicorn_log_level_follows_pdm_log_level(sqlite_url, fake, tmp_path):
     own = [e for e in entries if e["logger"] == "gunicorn.error"]
     assert own and all(e["level"] in ("warning", "error", "critical") for e in own)
     assert any(e["message"].startswith("Invalid request from") for e in own)
+
+
+# -- connections over the workers ----------------------------------------------------------
+
+
+def workers_of(server: Gunicorn) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == server.proc.pid:
+            pids.append(int(stat.parent.name))
+    return sorted(pids)
+
+
+def held_by(pid: int, server: Gunicorn) -> int:
+    """The established connections to the server that worker ``pid`` holds."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        if parts[3] == "01" and int(parts[1].rsplit(":", 1)[1], 16) == server.port:
+            inodes.add(parts[9])
+    held = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        held += link.startswith("socket:[") and link[8:-1] in inodes
+    return held
+
+
+def kept_alive(server: Gunicorn) -> socket.socket:
+    """A connection that has had one answer and stays open (HTTP/1.1 keep-alive)."""
+    conn = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: pdm\r\n\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += conn.recv(65536)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        body += conn.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    return conn
+
+
+@pytest.fixture
+def two_workers(sqlite_url, fake, tmp_path):
+    truncate(sqlite_url)
+    with Gunicorn(sqlite_url, fake, tmp_path / "gunicorn.log", GUNICORN_WORKERS="2", GUNICORN_THREADS="2",
+                  PDM_RUN_JOBS="false") as server:
+        yield server
+
+
+def both_serving(server: Gunicorn, second: int) -> None:
+    """Until the second worker has taken a connection: gunicorn answers once one worker is
+    up, and the other may still be loading the app."""
+    for _ in range(100):
+        with kept_alive(server):
+            if held_by(second, server):
+                return
+        time.sleep(0.1)
+    pytest.fail("the second worker took no connection")
+
+
+def test_new_connections_go_to_the_worker_holding_fewer(two_workers):
+    first, second = workers_of(two_workers)
+    both_serving(two_workers, second)
+    held = []
+    try:
+        # While the second worker is stopped, the first takes every connection.
+        os.kill(second, signal.SIGSTOP)
+        try:
+            held += [kept_alive(two_workers) for _ in range(6)]
+        finally:
+            os.kill(second, signal.SIGCONT)
+        assert (held_by(first, two_workers), held_by(second, two_workers)) == (6, 0)
+        # Then the second, holding fewer, takes the next ones: the first leaves each to it
+        # (and takes one itself only if the second has not within ACCEPT_WAIT, which a
+        # loaded machine may make happen once).
+        held += [kept_alive(two_workers) for _ in range(6)]
+        assert held_by(first, two_workers) <= 7 and held_by(second, two_workers) >= 5
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def test_a_new_caller_is_answered_while_every_thread_holds_a_kept_alive_connection(two_workers):
+    # 2 workers x 2 threads: 24 held connections are 6 per thread; a probe is still answered.
+    held = [kept_alive(two_workers) for _ in range(24)]
+    try:
+        assert requests.get(two_workers.url + "/healthz", timeout=10).status_code == 200
+    finally:
+        for conn in held:
+            conn.close()
