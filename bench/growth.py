@@ -2,15 +2,18 @@
 1,000 and 10,000 tenants, measured from outside the service.
 
     .venv/bin/python bench/growth.py [--sizes 10,1000,10000] [--commits 20] [--rev REV]
+        [--max-paced 120] [--resync "dns retry"] [--skip-drift] [--database D] [--output F]
 
 Per size, a fresh pool ``omani.works``:
-- PostgreSQL database ``pdm_growth_bench`` dropped, created and migrated (alembic of the
-  tree measured); a throwaway PowerDNS (``LocalPowerDns``) behind a recording proxy
-  (``bench/pdns_proxy.py``), which the service's ``PDM_PDNS_BASE_URL`` points at;
+- PostgreSQL database ``pdm_growth_bench`` (``--database``) dropped, created and
+  migrated (alembic of the tree measured); a throwaway PowerDNS (``LocalPowerDns``)
+  behind a recording proxy (``bench/pdns_proxy.py``), which the service's
+  ``PDM_PDNS_BASE_URL`` points at;
 - the pool filled: the service creates the pool zone (``dns retry``) and commits one
   tenant through HTTP, ``bench/pdns_bulk.py`` copies that tenant N-1 times into PowerDNS's
-  database and the service's; then one full resync (``dns retry omani.works``, the CLI)
-  must write nothing to PowerDNS, which proves the copies are the service's own state;
+  database and the service's; then one full resync (the CLI's ``dns retry omani.works``,
+  or ``--resync``'s command) must write nothing to PowerDNS, which proves the copies are
+  the service's own state;
 - the service under gunicorn as shipped, one worker (its CPU and RSS are one process's),
   no background jobs (``PDM_RUN_JOBS=false``): only this script starts passes.
 
@@ -35,8 +38,8 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -57,7 +60,6 @@ from pdns_proxy import RecordingProxy  # noqa: E402
 from pdm_app.testing.local_powerdns import LocalPowerDns  # noqa: E402
 
 POOL = "omani.works"
-DB_NAME = "pdm_growth_bench"
 LB_IP = "198.51.100.7"
 TEMPLATE = "t0"
 # PostgreSQL 15 backends flush their table statistics when idle at most every 10 s.
@@ -76,6 +78,14 @@ def pct(samples, q: float):
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
+def statuses(samples: list[dict]) -> dict:
+    """HTTP status -> how many answered it (None: the reserve before it failed)."""
+    counts: dict = {}
+    for sample in samples:
+        counts[str(sample.get("status"))] = counts.get(str(sample.get("status")), 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def r1(x):
     return None if x is None else round(x, 1)
 
@@ -83,13 +93,14 @@ def r1(x):
 class Pool:
     """The service, its PowerDNS, the proxy and the database for one pool size."""
 
-    def __init__(self, root: str, tmp: str, size: int):
+    def __init__(self, root: str, tmp: str, size: int, resync_command: list[str], database: str):
         self.root, self.size = root, size
+        self.resync_command = resync_command
         self.dir = os.path.join(tmp, f"size-{size}")
         os.makedirs(self.dir)
         self.pdns = LocalPowerDns(os.path.join(self.dir, "pdns"))
         self.proxy: RecordingProxy | None = None
-        self.db_url = harness.fresh_database(DB_NAME)
+        self.db_url = harness.fresh_database(database)
         self.pg = psycopg.connect(harness.plain_url(self.db_url), autocommit=True)
         self.service: harness.Service | None = None
         self.http = requests.Session()
@@ -160,12 +171,17 @@ class Pool:
                                    "FROM pg_stat_user_tables").fetchone()[0])
 
     def resync(self) -> dict:
-        """A full resync by the CLI (``dns retry POOL``): what it calls, and its log."""
+        """A full resync by the CLI (``--resync``, default ``dns retry POOL``), its INFO
+        lines on: what it calls, and its log."""
         self.proxy.take()
         t0 = time.perf_counter()
-        done = self.service.cli("-v", "dns", "retry", POOL)
+        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        done = self.service.cli("-v", *self.resync_command, POOL)
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         took = time.perf_counter() - t0
-        return {"seconds": round(took, 2), "exit": done.returncode, "stdout": done.stdout.strip()[-2000:],
+        cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+        return {"seconds": round(took, 2), "cli_cpu_s": round(cpu, 2), "exit": done.returncode,
+                "stdout": done.stdout.strip()[-2000:],
                 "log": [line for line in done.stderr.splitlines() if line.startswith("{")][-200:],
                 "stderr_other": [line for line in done.stderr.splitlines() if not line.startswith("{")][-20:],
                 "powerdns": self.proxy.take()}
@@ -207,8 +223,9 @@ def fill(p: Pool) -> dict:
     writes = proof["powerdns"]["writes"]
     out["takeover_check"] = {**proof, "powerdns_writes": writes, "clean": writes == 0 and proof["exit"] == 0}
     ds_ok = "ok" if all(c["equal"] for c in checks) else "FAILED"
-    say(f"size {p.size}: loaded in {out['load_seconds']} s; DS check {ds_ok}; first full resync {proof['seconds']} s, {proof['powerdns']['calls']} calls, "
-        f"{proof['powerdns']['bytes'] / 1e6:.1f} MB read, {writes} writes (exit {proof['exit']})")
+    say(f"size {p.size}: loaded in {out['load_seconds']} s; DS check {ds_ok}; first full resync "
+        f"{proof['seconds']} s, {proof['powerdns']['calls']} calls, {proof['powerdns']['bytes'] / 1e6:.1f} MB read, "
+        f"{writes} writes (exit {proof['exit']})")
     return out
 
 
@@ -219,7 +236,7 @@ def per_op(samples: list[dict], calls: list[dict], cpu: list[float], rows: int) 
     patches = [ms for c in calls for ms in c["pool_patch_ms"]]
     return {
         "n": n,
-        "statuses": {str(k): sum(1 for s in samples if s.get("status") == k) for k in {s.get("status") for s in samples}},
+        "statuses": statuses(samples),
         "wall_ms_p50": r1(pct(walls, 50)), "wall_ms_p99": r1(pct(walls, 99)), "wall_ms_max": r1(max(walls)),
         "powerdns_bytes": sum(read) / n, "powerdns_calls": sum(c["calls"] for c in calls) / n,
         "powerdns_writes": sum(c["writes"] for c in calls) / n,
@@ -285,8 +302,7 @@ def burst(p: Pool, n: int = 16) -> dict:
     mem["after"] = p.memory()
     mem["peak_growth_mib"] = r1(mem["after"]["hwm"] - mem["before"]["rss"])
     published = published_now(p, names)
-    return {"n": n, "seconds": round(took, 2), "statuses": {str(s): sum(1 for r in results if r["status"] == s)
-                                                            for s in {r["status"] for r in results}},
+    return {"n": n, "seconds": round(took, 2), "statuses": statuses(results),
             "commit_ms_p50": r1(pct([r["ms"] for r in results], 50)),
             "commit_ms_max": r1(max(r["ms"] for r in results)),
             "cpu_ms": round(cpu, 1), "powerdns": calls, "memory": mem, "published": published, "samples": results}
@@ -327,10 +343,12 @@ class LockWatch:
             held = {row for row in self.conn.execute(
                 "SELECT pid, classid, objid FROM pg_locks WHERE locktype = 'advisory' AND granted").fetchall()}
             if first:
-                # Held before the watch began (and not the resync's): left out.
+                # Held before the watch began (not the resync's): left out until let go.
                 self.before = sorted(held)
+                skip = set(held)
                 first = False
-            for key in held - set(open_) - set(self.before):
+            skip &= held
+            for key in held - set(open_) - skip:
                 open_[key] = now
             for key in set(open_) - held:
                 self.holds.append({"pid": key[0], "key": [key[1], key[2]], "seconds": now - open_.pop(key)})
@@ -377,8 +395,8 @@ def paced_commits(p: Pool, stop: threading.Event | None, count: int | None, cap:
 
 def summarise_paced(results: list[dict]) -> dict:
     ms = [r["ms"] for r in results]
-    return {"n": len(results), "p50_ms": r1(pct(ms, 50)), "p99_ms": r1(pct(ms, 99)), "max_ms": r1(max(ms, default=None)),
-            "statuses": {str(s): sum(1 for r in results if r["status"] == s) for s in {r["status"] for r in results}}}
+    return {"n": len(results), "p50_ms": r1(pct(ms, 50)), "p99_ms": r1(pct(ms, 99)),
+            "max_ms": r1(max(ms, default=None)), "statuses": statuses(results)}
 
 
 def resync_under_load(p: Pool, cap: int) -> dict:
@@ -468,7 +486,7 @@ def listing(p: Pool) -> dict:
 def measure(root: str, tmp: str, size: int, args) -> dict:
     say(f"size {size}: a fresh pool")
     started = time.monotonic()
-    p = Pool(root, tmp, size)
+    p = Pool(root, tmp, size, args.resync.split(), args.database)
     result: dict = {"size": size}
     try:
         p.start()
@@ -509,7 +527,8 @@ def size_rows(r: dict) -> list[tuple[str, str]]:
     f, b, rs = r["fill"], r["burst"], r["resync"]
     take = f["takeover_check"]
     rows = [
-        ("first full resync (takeover check)", f"{take['seconds']} s, {take['powerdns']['calls']} calls, "
+        ("first full resync (takeover check)", f"{take['seconds']} s (CLI CPU {take['cli_cpu_s']} s), "
+         f"{take['powerdns']['calls']} calls, "
          f"{take['powerdns']['bytes'] / 1e6:.2f} MB, {take['rows_read']} rows; writes {take['powerdns_writes']} "
          f"({'clean' if take['clean'] else 'NOT CLEAN'})"),
     ]
@@ -620,7 +639,11 @@ def main() -> int:
     parser.add_argument("--commits", type=int, default=20, help="K: sequential commits (and releases) per size")
     parser.add_argument("--max-paced", type=int, default=120,
                         help="at most this many 1/s commits during the resync (and as many without)")
+    parser.add_argument("--resync", default="dns retry",
+                        help="the CLI command that resyncs a whole pool to the end (the pool's name is appended)")
     parser.add_argument("--skip-drift", action="store_true", help="leave out the drift step")
+    parser.add_argument("--database", default="pdm_growth_bench",
+                        help="the PostgreSQL database (127.0.0.1:5432, user postgres) dropped and made afresh per size")
     parser.add_argument("--rev", help="run the service from `git archive REV`, not the working tree")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "growth.json"))
     args = parser.parse_args()
@@ -637,6 +660,7 @@ def main() -> int:
     result = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
               "service_source": {"rev": args.rev or "working tree", "describe": described},
               "settings": {"sizes": sizes, "commits": args.commits, "max_paced": args.max_paced,
+                           "resync": f"pool-domain-manager -v {args.resync} {POOL}",
                            "service": "gunicorn -c gunicorn.conf.py wsgi:app, GUNICORN_WORKERS=1 (8 threads), "
                            "PDM_RUN_JOBS=false, PDM_AUTH=disabled, PDM_RATE_LIMITS=off, "
                            "PDM_TENANT_RECORDS=@,*,console,api,gitea,harbor",
