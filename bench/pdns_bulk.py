@@ -22,14 +22,20 @@ import base64
 import hashlib
 import os
 import sqlite3
+import warnings
 
-import dns.dnssec
-import dns.name
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
 import psycopg
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.utils import CryptographyDeprecationWarning
+
+with warnings.catch_warnings():
+    # dnspython's DSA support, imported with dns.dnssec, is deprecated in cryptography: not used here.
+    warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+    import dns.dnssec
+import dns.name  # noqa: E402
+import dns.rdata  # noqa: E402
+import dns.rdataclass  # noqa: E402
+import dns.rdatatype  # noqa: E402
 
 ISC_KEY = "Private-key-format: v1.2\nAlgorithm: 13 (ECDSAP256SHA256)\nPrivateKey: {}\n"
 
