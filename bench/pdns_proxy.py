@@ -69,6 +69,8 @@ class RecordingProxy:
         self.pool = pool.rstrip(".").lower()
         self._lock = threading.Lock()
         self._counts = Counts()
+        # Requests forwarded since the start, never reset.
+        self.total = 0
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -137,6 +139,7 @@ class RecordingProxy:
     def _count(self, method: str, path: str, status: int, size: int, seconds: float) -> None:
         key = (method, kind_of(path, self.pool))
         with self._lock:
+            self.total += 1
             c = self._counts
             c.calls[key] += 1
             c.bytes[key] += size
