@@ -24,8 +24,10 @@ operations after the statistics are flushed, divided by K), worker CPU ms (utime
 wall ms p50/p99, the pool zone's PATCH time (PowerDNS rectifies the whole pool zone in
 it); the worker's RSS around each step and its peak growth (VmHWM) over the step. (2) 16
 commits at once. (3) a full resync by the CLI while one commit a second arrives over
-HTTP, against the same number of commits without it; the lock is watched in
-``pg_locks`` (advisory locks, sampled every 10 ms) and the CLI's log lines are kept.
+HTTP (from its first PowerDNS call on; a pass first carries any pending work, since a
+pass with work reads only what it names), against the same number of commits without
+it; the lock is watched in ``pg_locks`` (advisory locks, sampled every 10 ms) and the
+CLI's log lines are kept.
 (4) drift of the whole pool (``GET .../drift``). (5) ``list``, unpaged and ``?limit=100``.
 
 Prints a table per size and a slope table (largest size / smallest), writes every raw
