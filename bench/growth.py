@@ -285,7 +285,7 @@ def commits_and_releases(p: Pool, k: int) -> dict:
     mem["after_releases"] = p.memory()
     releases = per_op(samples, calls, cpu, rows2 - rows1)
     mem["peak_growth_mib"] = r1(mem["after_releases"]["hwm"] - mem["before"]["rss"])
-    return {"commits": commits, "releases": releases, "memory": mem, "rows_read_after": rows2}
+    return {"commits": commits, "releases": releases, "memory": mem}
 
 
 def burst(p: Pool, n: int = 16) -> dict:
@@ -314,7 +314,6 @@ def published_now(p: Pool, names: list[str]) -> dict:
     """Of ``names``: how many the list shows active without pending DNS, and how many
     zones PowerDNS holds (asked directly, not through the proxy)."""
     listing = requests.get(f"{p.service.url}/api/v1/pool/{POOL}/list", timeout=600).json()
-    p.proxy.take()
     rows = {a["subdomain"]: a for a in listing.get("allocations", [])}
     active = [s for s in names if rows.get(s, {}).get("state") == "active"]
     pending = [s for s in names if rows.get(s, {}).get("dnsPending")]
