@@ -152,7 +152,7 @@ def _show_drift(report: DriftReport) -> None:
 def drift(pool: str, as_json: bool) -> None:
     """Read the zone of POOL once and compare it with the allocations: what is missing,
     wrong or left over, per name. Exit 0 when clean, 1 when there is drift."""
-    report = operators().drift(pool)
+    report = operators().drift(pool, unbounded=True)
     if as_json:
         emit_json(schemas.DriftSchema().dump(report))
     else:
@@ -199,7 +199,7 @@ def reconcile(pool: str, apply_: bool, force: bool, as_json: bool) -> None:
     if force and not apply_:
         raise click.UsageError("--force only goes with --apply")
     try:
-        result = operators().reconcile(pool, apply=apply_, force=force, caller="cli")
+        result = operators().reconcile(pool, apply=apply_, force=force, caller="cli", unbounded=True)
     except UnsafePlan as refusal:
         # The plan it refused, then why: the operator reads it before forcing it.
         if as_json:

@@ -274,12 +274,13 @@ class Operators(UseCases):
             pools = sorted({w.pool_domain for w in self.pending_dns()} | set(blocked) | set(failing))
         return {p: self.publisher.publish(p, [], budget=None, verify=True) for p in pools}
 
-    def drift(self, pool: str) -> DriftReport:
+    def drift(self, pool: str, *, unbounded: bool = False) -> DriftReport:
         """One read of the zone compared with the table: what is missing, wrong or left
-        over, per name."""
+        over, per name. Within a request's budget, or (``unbounded``: the console script)
+        as long as the read takes -- a pool of 10,000 tenants on PowerDNS has 20,000 reads."""
         pool = self._pool(pool)
         try:
-            snap, names, lost = self.publisher.drift(pool, self.dns_request_budget)
+            snap, names, lost = self.publisher.drift(pool, None if unbounded else self.dns_request_budget)
         except UnreadableZone as exc:
             raise DomainError(exc.reason, redact(str(exc)), 502) from None
         except RegistrarError as exc:
@@ -296,13 +297,14 @@ class Operators(UseCases):
         return DriftReport(pool, self.clock(), names, [_pending(w) for w in snap.work], _blocked(state), lost,
                            failing=_failing(state))
 
-    def reconcile(self, pool: str, *, apply: bool, force: bool, caller: str) -> ReconcileResult:
+    def reconcile(self, pool: str, *, apply: bool, force: bool, caller: str,
+                  unbounded: bool = False) -> ReconcileResult:
         """The drift report, and with ``apply`` a pass that repairs it: orphans of names
         without an allocation are removed too, and with ``force`` the zone as it now reads
         is accepted (a block on lost foreign records is lifted) and a repair of any size
         is made -- without it, one that would change or remove too many of the service's
         records raises ``UnsafePlan`` and nothing is recorded or written."""
-        before = self.drift(pool)
+        before = self.drift(pool, unbounded=unbounded)
         if not apply:
             return ReconcileResult(before, applied=False)
         pool = before.pool_domain
@@ -318,7 +320,7 @@ class Operators(UseCases):
             tx.record_event(pool, "", "reconcile", caller, self.clock(),
                             detail=f"apply{' --force' if force else ''}: {len(before.names)} name(s) with drift")
         done = self.publisher.publish(pool, [], budget=None, verify=True, accept=force, adopt=adopt)
-        after = self.drift(pool)
+        after = self.drift(pool, unbounded=unbounded)
         error = None
         if not done:
             error = (after.blocked.detail if after.blocked else None) or (
