@@ -311,6 +311,15 @@ class UnitOfWork:
         ).subquery()
         return self.session.execute(select(func.count()).select_from(names)).scalar_one()
 
+    def advance_resync(self, pool: str, at: tuple[str, int], to: tuple[str, int]) -> bool:
+        """Move a resync from ``at`` (the last name checked, how many) on by ``to`` (the
+        slice's last name, its size) -- unless another process moved it first."""
+        (after, checked), (last, n) = at, to
+        stmt = update(PoolZone).where(
+            PoolZone.pool_domain == pool, PoolZone.resync_after == after, PoolZone.resync_checked == checked,
+        ).values(resync_after=last, resync_checked=checked + n)
+        return self.session.execute(stmt).rowcount == 1
+
     def own_hosts(self, pool: str, hosts: set[str]) -> None:
         """Add ``hosts`` (one statement; those already owned are left as they are)."""
         if hosts:

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 from .. import metrics
 from ..unit_of_work import UnitOfWork
 from .backend import ZoneBackend
-from .errors import LockLost, RegistrarError
+from .errors import LockLost, RegistrarError, WouldWrite
 
 # Below this much of its budget left, a call is not made: the pass has run out of time.
 LAST_MOMENT = 0.05
@@ -88,6 +88,26 @@ class PacedIO:
         if self._backend.min_interval > 0:
             with self._uow() as tx:
                 tx.update_registrar_account(self._backend.account, last_call_at=datetime.now(timezone.utc))
+
+
+class LookingIO:
+    """A ``PassIO`` that reads and never writes, for a resync's look at a slice without the
+    lock: the first write, or the first new host to own, ends the look (``WouldWrite``)."""
+
+    def __init__(self, io: PacedIO):
+        self._io = io
+        self.pool = io.pool
+        self.owned = io.owned
+
+    def call(self, command: str, fn, *args, **kwargs):
+        return self._io.call(command, fn, *args, **kwargs)
+
+    def own(self, hosts: Iterable[str]) -> None:
+        if set(hosts) - self.owned:
+            raise WouldWrite("hosts to own")
+
+    def write(self, command: str, fn, *args, **kwargs):
+        raise WouldWrite(command)
 
 
 def timed(command: str, call, *args, **kwargs):

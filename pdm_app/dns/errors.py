@@ -2,7 +2,8 @@
 
 ``RegistrarError``: a call to the pool's DNS host (the registrar, or PowerDNS) failed;
 ``UnreadableZone`` and ``ZoneBlocked``: the pool is blocked until a good read or an
-operator steps in; ``LockLost``: the pass lost its lock and must stop writing.
+operator steps in; ``LockLost``: the pass lost its lock and must stop writing;
+``WouldWrite``: a look without the lock found something to change.
 """
 from __future__ import annotations
 
@@ -50,3 +51,8 @@ class ZoneBlocked(Exception):
 
 class LockLost(Exception):
     """The registrar lock's connection went away mid-pass: another process may hold it."""
+
+
+class WouldWrite(Exception):
+    """A look at some names without the lock (``calls.LookingIO``) came to a write: the
+    names are not as the table says, and a pass under the lock must read them again."""

@@ -668,21 +668,21 @@ def test_a_server_that_does_not_filter_gets_the_same_answer_at_the_old_cost(app,
 
 
 class Slices:
-    """Counts a resync's slices: each is a pass of a few names that takes the lock and
-    lets go of it. ``between(n, fn)`` runs ``fn`` after the ``n``-th slice, lock free."""
+    """Counts a resync's slices: each is a look at a few names without the lock, and a
+    pass that takes the lock and lets go of it if something is to change.
+    ``between(n, fn)`` runs ``fn`` after the ``n``-th slice, lock free."""
 
     def __init__(self, publisher):
         self.publisher, self.scopes, self.hooks = publisher, [], {}
-        self._publish = publisher._publish
-        publisher._publish = self
+        self._slice = publisher._slice
+        publisher._slice = self
 
-    def __call__(self, backend, pool, work_ids, budget, **kw):
-        done = self._publish(backend, pool, work_ids, budget, **kw)
-        if kw.get("step") is not None:
-            self.scopes.append(kw["scope"])
-            hook = self.hooks.pop(len(self.scopes), None)
-            if hook is not None:
-                hook()
+    def __call__(self, backend, pool, names, *args, **kw):
+        done = self._slice(backend, pool, names, *args, **kw)
+        self.scopes.append(names)
+        hook = self.hooks.pop(len(self.scopes), None)
+        if hook is not None:
+            hook()
         return done
 
     def between(self, n, fn):
@@ -697,6 +697,11 @@ def sliced_pool(app, tenants):
     assert pass_now(app)
     fill(client, tenants)
     return pdm, client
+
+
+def pool_zone(app):
+    with app.extensions["pdm"].publisher.uow() as tx:
+        return tx.pool_zone(POOL)
 
 
 def test_a_resync_lets_commits_in_between_its_slices(app, powerdns, api):
@@ -714,6 +719,28 @@ def test_a_resync_lets_commits_in_between_its_slices(app, powerdns, api):
                                                           ["t06"]]
     assert api.rrset(f"t05.{POOL}", f"console.t05.{POOL}", "A") == [LB]
     assert_tenant_right(powerdns, api, "mid")
+
+
+def test_a_resync_checks_right_slices_beside_a_held_lock_and_repairs_only_under_it(app, powerdns, api):
+    """Most slices find their names as the table says: they are looked at without the
+    lock, so a resync of 10,000 tenants does not hold commits back; a slice with
+    something to change waits for the lock before it writes."""
+    pdm, _ = sliced_pool(app, 5)
+    lock = pdm.publisher.backend(POOL).lock
+    assert lock.acquire(timeout=5)  # as a commit's pass would hold it
+    try:
+        assert pdm.publisher.resync(POOL, 5.0, restart=True) is True  # every slice looked right
+        zone = pool_zone(app)
+        assert (zone.resync_checked, zone.resync_started_at) == (5, None) and zone.resynced_at is not None
+        api.patch(f"t03.{POOL}", [{"name": f"api.t03.{POOL}.", "type": "A", "changetype": "DELETE"}])
+        assert pdm.publisher.resync(POOL, 1.0, restart=True) is False  # t03's slice waited for the lock
+        assert api.rrset(f"t03.{POOL}", f"api.t03.{POOL}", "A") == []  # and wrote nothing without it
+        assert pool_zone(app).resync_checked == 2  # t00 and t01 looked right; it goes on from t02
+    finally:
+        lock.release()
+    assert pdm.publisher.resync(POOL, None) is True
+    assert api.rrset(f"t03.{POOL}", f"api.t03.{POOL}", "A") == [LB]
+    assert pool_zone(app).resync_checked == 5
 
 
 def test_a_hand_deleted_record_is_repaired_by_the_sliced_resync_while_commits_keep_arriving(make_app, powerdns, api):
