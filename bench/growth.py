@@ -260,30 +260,28 @@ def merge_kinds(calls: list[dict], n: int) -> dict:
     return {kind: {key: round(value / n, 2) for key, value in v.items()} for kind, v in sorted(out.items())}
 
 
+def one_by_one(p: Pool, pid: int, op, names: list[str], rows0: int) -> tuple[dict, int]:
+    """``op(name)`` for each name in turn: the figures per operation, and the rows-read
+    counter after them."""
+    samples, calls, cpu = [], [], []
+    for sub in names:
+        c0 = harness.cpu_ms(pid)
+        samples.append(op(sub))
+        cpu.append(harness.cpu_ms(pid) - c0)
+        calls.append(p.proxy.take())
+    rows1 = p.rows_read()
+    return per_op(samples, calls, cpu, rows1 - rows0), rows1
+
+
 def commits_and_releases(p: Pool, k: int) -> dict:
     pid = p.worker()
     mem = {"before": p.memory()}
     harness.reset_peak(pid)
-    rows0 = p.rows_read()
-    samples, calls, cpu = [], [], []
     names = [p.name("c") for _ in range(k)]
-    for sub in names:
-        c0 = harness.cpu_ms(pid)
-        samples.append(p.commit(sub))
-        cpu.append(harness.cpu_ms(pid) - c0)
-        calls.append(p.proxy.take())
-    rows1 = p.rows_read()
+    commits, rows = one_by_one(p, pid, p.commit, names, p.rows_read())
     mem["after_commits"] = p.memory()
-    commits = per_op(samples, calls, cpu, rows1 - rows0)
-    samples, calls, cpu = [], [], []
-    for sub in names:
-        c0 = harness.cpu_ms(pid)
-        samples.append(p.release(sub))
-        cpu.append(harness.cpu_ms(pid) - c0)
-        calls.append(p.proxy.take())
-    rows2 = p.rows_read()
+    releases, _ = one_by_one(p, pid, p.release, names, rows)
     mem["after_releases"] = p.memory()
-    releases = per_op(samples, calls, cpu, rows2 - rows1)
     mem["peak_growth_mib"] = r1(mem["after_releases"]["hwm"] - mem["before"]["rss"])
     return {"commits": commits, "releases": releases, "memory": mem}
 

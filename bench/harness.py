@@ -122,13 +122,8 @@ class Service:
         raise RuntimeError(f"gunicorn did not come up; see {self.log_path}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop_group(self.proc)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -146,6 +141,18 @@ class Service:
             if self.proc is not None and ppid == self.proc.pid:
                 return int(entry)
         return None
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """Stop a process started in its own group (gunicorn and its workers): SIGTERM, and
+    SIGKILL if it is still there after 30 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
 
 
 def cpu_ms(pid: int) -> float:

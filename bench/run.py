@@ -52,7 +52,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -62,6 +61,8 @@ import time
 import uuid
 
 import requests
+
+import harness  # bench/, beside this script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -416,13 +417,8 @@ class BareServer:
         raise SystemExit(f"the bare endpoint did not come up; see {log_path}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        if self.proc:
+            harness.stop_group(self.proc)
         self.log.close()
 
 
