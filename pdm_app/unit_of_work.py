@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Iterable
 
-from sqlalchemy import bindparam, delete, func, insert, select, text, tuple_, union, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, tuple_, union, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,8 +49,9 @@ class UnitOfWork:
     """``with uow as tx:`` -- commits when the block ends, rolls back if it raises.
     ``snapshot=True`` makes every read in the block see one consistent state.
     ``single=True``: one statement that needs no transaction around it -- a read, or a
-    write complete in itself (PostgreSQL runs it in autocommit: no BEGIN and COMMIT round
-    trips around it)."""
+    write complete in itself, in Core (PostgreSQL runs it on a plain connection in
+    autocommit: no Session, no BEGIN and COMMIT round trips around it; ``session`` is
+    then that Connection)."""
 
     def __init__(self, session_factory: sessionmaker, *, snapshot: bool = False, single: bool = False):
         self._session_factory = session_factory
@@ -58,18 +59,27 @@ class UnitOfWork:
         self._single = single
 
     def __enter__(self) -> "UnitOfWork":
-        self.session: Session = self._session_factory()
+        engine = self._session_factory.kw["bind"]
+        self.dialect = engine.dialect.name
+        if self._single and self.dialect == "postgresql":
+            # A plain connection in autocommit, no Session: a Session's setup and its ORM
+            # execution cost more than check's one statement (bench/README.md). Every
+            # ``single`` statement is Core, which a Connection runs alike.
+            self.session: Session | Connection = engine.connect()
+            self.session.execution_options(isolation_level="AUTOCOMMIT")  # reset when put back
+            return self
+        self.session = self._session_factory()
         self.session.begin()
-        self.dialect = self.session.get_bind().dialect.name
         if self._snapshot and self.dialect == "postgresql":
             # Every statement sees the same committed state (SQLite's BEGIN IMMEDIATE
             # already gives that).
             self.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        elif self._single and self.dialect == "postgresql":
-            self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        if isinstance(self.session, Connection):
+            self.session.close()  # autocommit: each statement committed as it ran
+            return
         try:
             if exc_type is None:
                 self.session.commit()
