@@ -33,7 +33,8 @@ the rounds. Then the scale figures: the sweeper removing 100,000 lapsed reservat
 (in-process ``service.sweep()``, while another process keeps reserving through the
 service), and ``list`` of a pool of 100,000 allocations through the service.
 
-Prints one table (medians over the rounds, and the ratios) and writes
+Prints one table (medians over the rounds; a ratio of the service to the bare endpoint
+is the median of the rounds' ratios, each round's shown beside it) and writes
 ``bench/results/latest.json`` (every round's raw figures, the medians, the machine).
 A bench, not a test: it asserts nothing. ``--quick``: one round of 2 s, 5,000 rows.
 ``--python-driver`` uses the Python GET driver even where wrk is installed.
@@ -871,16 +872,17 @@ def table(result: dict) -> str:
     mem, scale = result["memory"], result.get("scale", {})
 
     def per_round(key: str) -> str:
-        values = [fmt(r[key], ".2f") for r in result["ratios"]["per_round"]]
-        return f" (rounds: {' / '.join(values)})" if len(values) > 1 else ""
+        """The median of the rounds' ratios (each round runs both loads side by side),
+        and every round's."""
+        values = [r[key] for r in result["ratios"]["per_round"]]
+        shown = " / ".join(fmt(v, ".2f") for v in values)
+        return fmt(median(values), ".2f") + (f" (rounds: {shown})" if len(values) > 1 else "")
     rows = [
-        ("figure", "service", "bare endpoint", "ratio", "target"),
-        ("check requests/s", fmt(c["rps"]), fmt(b["rps"]),
-         fmt(ratio(c["rps"], b["rps"]), ".2f") + per_round("check_over_bare_rps"), ">= 0.9"),
+        ("figure", "service", "bare endpoint", "ratio: median of the rounds'", "target"),
+        ("check requests/s", fmt(c["rps"]), fmt(b["rps"]), per_round("check_over_bare_rps"), ">= 0.9"),
         ("check p50 ms", fmt(c["p50_ms"], ".1f"), fmt(b["p50_ms"], ".1f"), fmt(ratio(c["p50_ms"], b["p50_ms"]), ".2f"),
          ""),
-        ("check p99 ms", fmt(c["p99_ms"], ".1f"), fmt(b["p99_ms"], ".1f"),
-         fmt(ratio(c["p99_ms"], b["p99_ms"]), ".2f") + per_round("check_over_bare_p99"), "<= 2"),
+        ("check p99 ms", fmt(c["p99_ms"], ".1f"), fmt(b["p99_ms"], ".1f"), per_round("check_over_bare_p99"), "<= 2"),
         ("check p99 ms, worst round", fmt(worst["check_p99_ms"], ".1f"), fmt(worst["bare_p99_ms"], ".1f"), "", ""),
         ("new PG connections per 8 s of load (closed again)",
          f"{fmt(c['new_pg_connections_per_8s'], '.0f')} ({fmt(c['new_pg_connections_closed_again_per_8s'], '.0f')})",
@@ -1068,6 +1070,8 @@ def main() -> None:
                        "check_over_bare_p99": ratio(r["check"]["p99_ms"], r["bare"]["p99_ms"])}
                       for r in result["rounds"]],
     }
+    for key in ("check_over_bare_rps", "check_over_bare_p99"):  # the table's figure
+        result["ratios"][f"{key}_median_of_rounds"] = median([r[key] for r in result["ratios"]["per_round"]])
     result["worst"] = {"check_p99_ms": max((r["check"]["p99_ms"] or 0 for r in result["rounds"]), default=None),
                        "bare_p99_ms": max((r["bare"]["p99_ms"] or 0 for r in result["rounds"]), default=None)}
     result["uneven_splits"] = {name: sum(uneven(r[name]["connection_split"]) for r in result["rounds"])
