@@ -195,7 +195,7 @@ class DnsPublisher(Resyncs):
         """A pass that failed outside ``backend.converge``: a failure of the pool's
         pending work like any other (``bookkeeping.fail``)."""
         try:
-            with self.uow(single=True) as tx:
+            with self.uow() as tx:  # ORM rows: not a ``single`` (Core) read
                 work = tx.pending_work(pool)
             bookkeeping.fail(self.uow, backend, pool, work, exc, self.clock())
         except SQLAlchemyError as db_exc:
