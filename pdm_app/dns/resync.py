@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -18,6 +18,9 @@ from . import bookkeeping
 from .backend import ZoneBackend
 from .calls import LookingIO
 from .policy import MIN_PASS_TIME, RESYNC_TICK
+
+if TYPE_CHECKING:
+    from ..models import PoolZone
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +114,7 @@ class Resyncs:
             # the first slice (the survey's names) leaves it as it is.
             step = (ordered[-1] if ordered else after, len(names))
             began = time.monotonic()
-            right &= self._slice(backend, pool, names, left, (after, checked), step, accept=accept, adopt=adopt)
+            right &= self._slice(backend, pool, zone, names, left, step, accept=accept, adopt=adopt)
             took = time.monotonic() - began
             with self.uow() as tx:
                 zone = tx.pool_zone(pool)
@@ -123,26 +126,25 @@ class Resyncs:
             if time_limit is not None and time.monotonic() - started >= time_limit:
                 return False
 
-    def _slice(self, backend: ZoneBackend, pool: str, names: frozenset[str], budget: float | None,
-               at: tuple[str, int], step: tuple[str, int], *, accept: bool, adopt: frozenset[str]) -> bool:
+    def _slice(self, backend: ZoneBackend, pool: str, zone: PoolZone, names: frozenset[str], budget: float | None,
+               step: tuple[str, int], *, accept: bool, adopt: frozenset[str]) -> bool:
         """One slice of a resync: first a look at its names without the lock -- most
         slices find everything as the table says, and moving on past them needs no lock,
         so commits never wait for them; only a slice with something to change (or an
         operator's accept or adopt) is a pass under the lock, which reads its names again
-        before it writes. True if its names are as the table says, or now made so."""
-        if not (accept or adopt) and self._looked_right(backend, pool, names, budget, at, step):
+        before it writes. ``zone``: the pool's row as the slice was chosen. True if its
+        names are as the table says, or now made so."""
+        if not (accept or adopt) and self._looked_right(backend, pool, zone, names, budget, step):
             return True
         return self._publish(backend, pool, [], budget, verify=True, accept=accept, adopt=adopt, scope=names,
                              step=step)
 
-    def _looked_right(self, backend: ZoneBackend, pool: str, names: frozenset[str], budget: float | None,
-                      at: tuple[str, int], step: tuple[str, int]) -> bool:
+    def _looked_right(self, backend: ZoneBackend, pool: str, zone: PoolZone, names: frozenset[str],
+                      budget: float | None, step: tuple[str, int]) -> bool:
         """The slice's names read without the lock and planned like a pass: True (and the
         resync moved on) if the plan writes nothing and leaves every row as it is."""
         snap = self._snapshot(backend, pool, scope=names)
-        with self.uow() as tx:
-            zone = tx.pool_zone(pool)
-        if snap.work or zone is None or zone.recheck_at is not None or zone.last_error or zone.blocked_reason \
+        if snap.work or zone.recheck_at is not None or zone.last_error or zone.blocked_reason \
                 or self._paused(snap) is not None:
             return False  # a pass is owed anyway: work to carry, a read owed, a state to clear
         io = LookingIO(self._io(backend, pool, time.monotonic(), budget, snap))
@@ -158,7 +160,8 @@ class Resyncs:
                 or {k: v for k, v in (done.conflicts or {}).items() if k in scoped} != dict(snap.conflicts):
             return False
         with self.uow() as tx:
-            tx.advance_resync(pool, at, step)  # else another process moved it on: the caller sees it
+            # Unless another process moved it on meanwhile: the caller sees that.
+            tx.advance_resync(pool, (zone.resync_after, zone.resync_checked), step)
         return True
 
     def _survey(self, backend: ZoneBackend, pool: str, budget: float | None,

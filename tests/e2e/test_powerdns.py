@@ -677,8 +677,8 @@ class Slices:
         self._slice = publisher._slice
         publisher._slice = self
 
-    def __call__(self, backend, pool, names, *args, **kw):
-        done = self._slice(backend, pool, names, *args, **kw)
+    def __call__(self, backend, pool, zone, names, *args, **kw):
+        done = self._slice(backend, pool, zone, names, *args, **kw)
         self.scopes.append(names)
         hook = self.hooks.pop(len(self.scopes), None)
         if hook is not None:
