@@ -22,6 +22,7 @@ from .dns.powerdns.ds_check import check_ds
 from .jobs import JobRunner
 from .locks import per_key_lock
 from .logs import configure_logging
+from .services.console import ConsoleViews
 from .services.lifecycle import Lifecycle
 from .services.operators import Operators
 
@@ -43,6 +44,7 @@ class Pdm:
     lifecycle: Lifecycle
     operators: Operators
     nameservers: NameserverService
+    console: ConsoleViews
     jobs: JobRunner = field(init=False)
 
     def __post_init__(self):
@@ -102,7 +104,8 @@ def build(settings: Settings, registrar: Registrar | None = None) -> Pdm:
         ),
         session_factory,
     )
-    return Pdm(settings, engine, session_factory, publisher, lifecycle, operators, nameservers)
+    console = ConsoleViews(session_factory, publisher, **shared)
+    return Pdm(settings, engine, session_factory, publisher, lifecycle, operators, nameservers, console)
 
 
 def create_app(settings: Settings | None = None, registrar: Registrar | None = None) -> Flask:
@@ -113,14 +116,17 @@ def create_app(settings: Settings | None = None, registrar: Registrar | None = N
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["pdm"] = build(settings, registrar)
 
+    from . import console
     from .api import access, errors, health, openapi, pool, ratelimit, registrars
 
-    access.install(app, TokenBook(settings.api_tokens), settings.effective_auth_mode)
+    book = TokenBook(settings.api_tokens)
+    access.install(app, book, settings.effective_auth_mode)
     app.register_blueprint(health.bp)
     app.register_blueprint(pool.bp)
     app.register_blueprint(pool.pools_bp)
     app.register_blueprint(registrars.bp)
     app.register_blueprint(openapi.bp)
+    console.install(app, settings, book)
     errors.register_error_handlers(app)
     ratelimit.install(app, settings, app.extensions["pdm"].engine)
     if not settings.auth_enabled:

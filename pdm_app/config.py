@@ -25,8 +25,11 @@ DEFAULT_NAMESERVERS = ("ns1.openova.io", "ns2.openova.io", "ns3.openova.io")
 DNS_BACKENDS = ("dynadot", "powerdns")
 # Per-caller rate limits (PDM_RATE_LIMITS), per scope, in Flask-Limiter's notation: a
 # safety net against a runaway loop, far above what the callers need.
-RATE_LIMIT_SCOPES = ("check", "write", "registrar", "operator")
-DEFAULT_RATE_LIMITS = "check=200/second; write=50/second,5000/hour; registrar=30/minute; operator=50/second"
+RATE_LIMIT_SCOPES = ("check", "write", "registrar", "operator", "sign-in")
+# sign-in: the console's token sign-in, per client address (a wrong token is retried slowly).
+DEFAULT_RATE_LIMITS = (
+    "check=200/second; write=50/second,5000/hour; registrar=30/minute; operator=50/second; sign-in=10/minute"
+)
 DEFAULT_MAX_OPEN_RESERVATIONS = 500
 # Local runs without PDM_DATABASE_URL get an embedded SQLite file.
 DEFAULT_LOCAL_DATABASE = "sqlite:///pdm-local.sqlite3"
@@ -267,6 +270,15 @@ class Settings:
     # The earlier switch, kept for code that builds Settings by hand: False means
     # "disabled" whatever auth_mode says. load_settings keeps the two consistent.
     auth_enabled: bool = True
+    # The operators' console (/console/): the key its session cookies and forms are
+    # signed with (PDM_SECRET_KEY or PDM_SECRET_KEY_FILE; None: the console is off); how
+    # long a signed-in operator may stay idle; the authenticating proxies whose user
+    # header signs an operator in (PDM_CONSOLE_SSO_PROXIES; empty: no single sign-on);
+    # and whether its cookie is always Secure (else only over TLS).
+    secret_key: str | None = field(default=None, repr=False)
+    console_idle_timeout: float = 1800.0
+    console_sso_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    console_secure_cookie: bool = False
 
     @property
     def effective_auth_mode(self) -> str:
@@ -379,10 +391,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("DYNADOT_API_KEY is required (the registrar key; tests and local runs use the fake's key) "
                           f"while pools are on Dynadot ({', '.join(on_dynadot)})")
 
-    run_jobs = env.get("PDM_RUN_JOBS", "true").strip().lower()
-    if run_jobs not in ("true", "false", "1", "0", "yes", "no"):
-        raise ConfigError(f"PDM_RUN_JOBS={run_jobs!r} must be true or false")
-
     tokens, auth_mode = _auth(env)
 
     reservation_ttl = _duration(env, "PDM_RESERVATION_TTL", 600.0)
@@ -430,11 +438,47 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_proxies(env),
         max_open_reservations=_int(env, "PDM_MAX_OPEN_RESERVATIONS", DEFAULT_MAX_OPEN_RESERVATIONS, low=0,
                                    high=10_000_000),
-        run_jobs=run_jobs in ("true", "1", "yes"),
+        run_jobs=_flag(env, "PDM_RUN_JOBS", True),
         api_tokens=tokens,
         auth_mode=auth_mode,
         auth_enabled=auth_mode != AUTH_DISABLED,
+        secret_key=_secret_key(env),
+        console_idle_timeout=_duration(env, "PDM_CONSOLE_IDLE_TIMEOUT", 1800.0),
+        console_sso_proxies=_proxies(env, "PDM_CONSOLE_SSO_PROXIES"),
+        console_secure_cookie=_flag(env, "PDM_CONSOLE_SECURE_COOKIE", False),
     )
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{name}={raw!r} must be true or false")
+    return raw in ("true", "1", "yes")
+
+
+MIN_SECRET_KEY_LENGTH = 32
+
+
+def _secret_key(env: Mapping[str, str]) -> str | None:
+    """PDM_SECRET_KEY, or the contents of PDM_SECRET_KEY_FILE (the chart's secret); not
+    both. Never echoed in an error."""
+    key = env.get("PDM_SECRET_KEY", "").strip()
+    path = env.get("PDM_SECRET_KEY_FILE", "").strip()
+    if key and path:
+        raise ConfigError("set PDM_SECRET_KEY or PDM_SECRET_KEY_FILE, not both")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                key = f.read().strip()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"PDM_SECRET_KEY_FILE={path!r} cannot be read ({getattr(err, 'strerror', err)})") from None
+    if key and len(key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(f"{'PDM_SECRET_KEY_FILE' if path else 'PDM_SECRET_KEY'} must hold at least "
+                          f"{MIN_SECRET_KEY_LENGTH} characters (e.g. python3 -c 'import secrets; "
+                          "print(secrets.token_urlsafe(48))')")
+    return key or None
 
 
 def _rate_limits(env: Mapping[str, str]) -> dict[str, str]:
@@ -445,11 +489,11 @@ def _rate_limits(env: Mapping[str, str]) -> dict[str, str]:
         raise ConfigError(f"PDM_RATE_LIMITS: {err} (e.g. {DEFAULT_RATE_LIMITS!r}, or off)") from None
 
 
-def _proxies(env: Mapping[str, str]) -> tuple:
+def _proxies(env: Mapping[str, str], name: str = "PDM_TRUSTED_PROXIES") -> tuple:
     try:
-        return parse_proxies(env.get("PDM_TRUSTED_PROXIES", ""))
+        return parse_proxies(env.get(name, ""))
     except ValueError as err:
-        raise ConfigError(f"PDM_TRUSTED_PROXIES: {err}") from None
+        raise ConfigError(f"{name}: {err}") from None
 
 
 def _powerdns(env: Mapping[str, str], pools: list[str]) -> dict:

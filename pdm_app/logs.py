@@ -12,6 +12,9 @@ from .config import Settings
 from .redaction import redact, register_secret
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+# Where the changes made while serving come from ("api 10.1.2.3", "console 10.1.2.3",
+# "cli"): the history records it beside each event (``unit_of_work.event``).
+origin: contextvars.ContextVar[str | None] = contextvars.ContextVar("origin", default=None)
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}

@@ -22,7 +22,7 @@ from sqlalchemy.types import TypeDecorator
 
 # The Alembic head these models describe; /readyz compares the database with it.
 # Revision ids are zero-padded numbers ("0003" follows "0002"), so they order.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -92,6 +92,10 @@ class PoolAllocation(Base):
             sqlite_where=text("state = 'reserved'"),
         ),
         Index("ix_pool_allocations_pool_domain_state", "pool_domain", "state"),
+        # The console pages through a pool by these (migration 0008).
+        Index("ix_pool_allocations_pool_domain_updated_at_subdomain", "pool_domain", "updated_at", "subdomain"),
+        Index("ix_pool_allocations_pool_domain_reserved_at_subdomain", "pool_domain", "reserved_at", "subdomain"),
+        Index("ix_pool_allocations_pool_domain_created_by_subdomain", "pool_domain", "created_by", "subdomain"),
         Index(
             "ix_pool_allocations_pool_domain_reserved_by",
             "pool_domain",
@@ -140,10 +144,14 @@ class AllocationEvent(Base):
     load_balancer_ip: Mapped[str | None] = mapped_column(Text, nullable=True)
     # What a DNS event was about (hosts repaired, a redacted registrar error).
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Where the change came from ("api 10.1.2.3", "console 10.1.2.3", "cli", "dns pass");
+    # None on events older than it (migration 0008) and on the background jobs'.
+    origin: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (
         Index("ix_allocation_history_pool_domain_subdomain_id", "pool_domain", "subdomain", "id"),
         Index("ix_allocation_history_at", "at"),
+        Index("ix_allocation_history_caller_id", "caller", "id"),
     )
 
 

@@ -9,6 +9,7 @@ module writes SQL.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Iterable
 
@@ -16,7 +17,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import domain
+from . import domain, logs
 from .locks import advisory_key
 from .models import AllocationEvent, DnsConflict, DnsWork, OwnedHost, PoolAllocation, PoolZone, RegistrarAccount
 
@@ -39,10 +40,34 @@ _NAME_VIEW = select(
 
 
 def event(pool: str, sub: str, action: str, caller: str, at: datetime, load_balancer_ip: str | None = None,
-          detail: str | None = None) -> dict:
-    """One history event, as ``UnitOfWork.record_events`` takes it."""
+          detail: str | None = None, origin: str | None = None) -> dict:
+    """One history event, as ``UnitOfWork.record_events`` takes it; ``origin``: where it
+    came from, by default the request's (``logs.origin``)."""
     return dict(pool_domain=pool, subdomain=sub, action=action, caller=caller, at=at,
-                load_balancer_ip=load_balancer_ip, detail=detail)
+                load_balancer_ip=load_balancer_ip, detail=detail, origin=origin or logs.origin.get())
+
+
+def _starting_with(prefix: str) -> tuple:
+    """The conditions of names starting with ``prefix`` (letters, digits, '-' and '.'): a
+    range of the primary key, which a prepared statement's generic plan still uses (a LIKE
+    alone scans the pool), and the LIKE that keeps exactly the right ones. The range runs
+    over the prefix's leading letters and digits, so it holds every such name in any
+    collation (a locale's may skip '-' and '.' at first)."""
+    lead = re.match(r"[a-z0-9]*", prefix).group()
+    conditions = [PoolAllocation.subdomain.startswith(prefix, autoescape=True)]
+    if lead:
+        conditions.append(PoolAllocation.subdomain >= lead)
+        # The next string of the same length or shorter: "xn" -> "xo", "a9" -> "aa", "az" -> "b".
+        upper = lead.rstrip("z")
+        if upper:
+            last = upper[-1]
+            conditions.append(PoolAllocation.subdomain < upper[:-1] + ("a" if last == "9" else chr(ord(last) + 1)))
+    return tuple(conditions)
+
+
+# The orders the console pages a pool's allocations in.
+ALLOCATION_SORTS = {"name": PoolAllocation.subdomain, "updated": PoolAllocation.updated_at,
+                    "reserved": PoolAllocation.reserved_at}
 
 
 class UnitOfWork:
@@ -140,17 +165,15 @@ class UnitOfWork:
         """subdomain -> state of the pool's ``xn--`` tenants, lapsed reservations left out:
         a range of the primary key (pool_domain, subdomain), not a scan of the pool."""
         stmt = select(PoolAllocation.subdomain, PoolAllocation.state).where(
-            PoolAllocation.pool_domain == pool,
-            # The range holds every label starting "xn" in any collation (a locale's may
-            # skip '-' at first), the LIKE keeps the "xn--" ones.
-            PoolAllocation.subdomain >= "xn", PoolAllocation.subdomain < "xo",
-            PoolAllocation.subdomain.like("xn--%"),
+            PoolAllocation.pool_domain == pool, *_starting_with("xn--"),
             (PoolAllocation.state == domain.ACTIVE) | (PoolAllocation.expires_at > now),
         )
         return {sub: state for sub, state in self.session.execute(stmt)}
 
-    def allocation_states(self, pool: str) -> dict[str, str]:
+    def allocation_states(self, pool: str, names: Iterable[str] | None = None) -> dict[str, str]:
         stmt = select(PoolAllocation.subdomain, PoolAllocation.state).where(PoolAllocation.pool_domain == pool)
+        if names is not None:
+            stmt = stmt.where(PoolAllocation.subdomain.in_(sorted(names)))
         return {sub: state for sub, state in self.session.execute(stmt)}
 
     def save_allocation(self, row: PoolAllocation, allocation: domain.Allocation, now: datetime,
@@ -226,8 +249,8 @@ class UnitOfWork:
     # -- history ----------------------------------------------------------------------
 
     def record_event(self, pool: str, sub: str, action: str, caller: str, at: datetime,
-                     load_balancer_ip: str | None = None, detail: str | None = None) -> None:
-        self.record_events([event(pool, sub, action, caller, at, load_balancer_ip, detail)])
+                     load_balancer_ip: str | None = None, detail: str | None = None, origin: str | None = None) -> None:
+        self.record_events([event(pool, sub, action, caller, at, load_balancer_ip, detail, origin)])
 
     def record_events(self, events: list[dict]) -> None:
         """Many events (``event(...)``s) in one statement -- an INSERT, not ORM objects
@@ -446,12 +469,62 @@ class UnitOfWork:
         stmt = select(RegistrarAccount.fence).where(RegistrarAccount.account == account).with_for_update()
         return self.session.execute(stmt).scalar_one()
 
+    # -- the console's pages ----------------------------------------------------------
+
+    def page_allocations(self, pool: str, *, prefix: str = "", state: str | None = None,
+                         created_by: str | None = None, sort: str = "name", descending: bool = False,
+                         after: tuple | None = None, limit: int = 50) -> list:
+        """A page of the pool's allocations (plain rows, like ``list_allocations``) in
+        ``sort`` order (``ALLOCATION_SORTS``), names breaking ties; ``after``: the (sort
+        value, name) of the previous page's last row -- a page costs the same anywhere."""
+        column = ALLOCATION_SORTS[sort]
+        stmt = select(*(getattr(PoolAllocation, a.key) for a in PoolAllocation.__mapper__.column_attrs)).where(
+            PoolAllocation.pool_domain == pool)
+        if prefix:
+            stmt = stmt.where(*_starting_with(prefix))
+        if state is not None:
+            stmt = stmt.where(PoolAllocation.state == state)
+        if created_by is not None:
+            stmt = stmt.where(PoolAllocation.created_by == created_by)
+        keys = (PoolAllocation.subdomain,) if column is PoolAllocation.subdomain else (column, PoolAllocation.subdomain)
+        if after is not None:
+            row, mark = tuple_(*keys), tuple_(*after[-len(keys):])
+            stmt = stmt.where(row < mark if descending else row > mark)
+        order = [k.desc() if descending else k for k in keys]
+        return list(self.session.execute(stmt.order_by(*order).limit(limit)))
+
+    def work_of(self, pool: str, names: Iterable[str]) -> dict[str, tuple[str, str | None, str | None]]:
+        """Per name with DNS work queued: its newest work's (action, refusal, last error)."""
+        stmt = (select(DnsWork.subdomain, DnsWork.action, DnsWork.refusal, DnsWork.last_error)
+                .where(DnsWork.pool_domain == pool, DnsWork.subdomain.in_(sorted(set(names)))).order_by(DnsWork.id))
+        return {sub: (action, refusal, error) for sub, action, refusal, error in self.session.execute(stmt)}
+
+    def search_history(self, *, pool: str | None = None, sub: str | None = None, caller: str | None = None,
+                       action: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                       before: int | None = None, limit: int = 100) -> list[AllocationEvent]:
+        """Events across pools, newest first, each filter applied when given; ``before``:
+        an event id, the page after the one that ended there."""
+        stmt = select(AllocationEvent)
+        for column, value in ((AllocationEvent.pool_domain, pool), (AllocationEvent.subdomain, sub),
+                              (AllocationEvent.caller, caller), (AllocationEvent.action, action)):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if since is not None:
+            stmt = stmt.where(AllocationEvent.at >= since)
+        if until is not None:
+            stmt = stmt.where(AllocationEvent.at < until)
+        if before is not None:
+            stmt = stmt.where(AllocationEvent.id < before)
+        return list(self.session.execute(stmt.order_by(AllocationEvent.id.desc()).limit(limit)).scalars())
+
     # -- figures for /metrics --------------------------------------------------------
 
-    def allocation_counts(self) -> dict[tuple[str, str], int]:
+    def allocation_counts(self, pool: str | None = None) -> dict[tuple[str, str], int]:
         stmt = select(PoolAllocation.pool_domain, PoolAllocation.state, func.count()).group_by(
             PoolAllocation.pool_domain, PoolAllocation.state
         )
+        if pool is not None:
+            stmt = stmt.where(PoolAllocation.pool_domain == pool)
         return {(pool, state): n for pool, state, n in self.session.execute(stmt)}
 
     def blocked_pools(self) -> dict[str, str]:

@@ -4,6 +4,10 @@ server container's environment as the kubelet builds it: for tests/e2e/test_depl
 service as the chart deploys it)."""
 from __future__ import annotations
 
+import atexit
+import base64
+import shutil
+import tempfile
 from pathlib import Path
 
 import helm_python as helm
@@ -65,6 +69,16 @@ class Rendered:
         (container,) = self.pod["containers"]
         return container
 
+    def secrets(self) -> dict[str, dict[str, str]]:
+        """The Secrets the chart renders itself (the console's key): name -> key -> value,
+        decoded. Once installed they exist in the namespace like any other."""
+        out: dict[str, dict[str, str]] = {}
+        for secret in self.all("Secret"):
+            values = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+            values.update(secret.get("stringData") or {})
+            out[secret["metadata"]["name"]] = values
+        return out
+
     def env(self) -> dict[str, dict]:
         """The server's effective environment: name -> {"value"} or {"valueFrom"}; the
         ConfigMap's entries included (envFrom), explicit entries winning."""
@@ -78,14 +92,60 @@ class Rendered:
 
 class MissingSecretKey(Exception):
     """A non-optional secretKeyRef names a key the secret lacks: the kubelet refuses to
-    start the container (CreateContainerConfigError)."""
+    start the container (CreateContainerConfigError); or a non-optional secret volume
+    lacks a key (or the secret) it projects: the pod never starts (ContainerCreating)."""
 
 
-def pod_environment(rendered: Rendered, secrets: dict[str, dict[str, str]]) -> dict[str, str]:
+_SCRATCH: list[Path] = []
+
+
+def _scratch() -> Path:
+    """A directory of this test process's own, removed when it exits."""
+    if not _SCRATCH:
+        _SCRATCH.append(Path(tempfile.mkdtemp(prefix="pdm-pod-files-")))
+        atexit.register(shutil.rmtree, _SCRATCH[0], ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=_SCRATCH[0]))
+
+
+def pod_files(rendered: Rendered, secrets: dict[str, dict[str, str]], root: Path) -> dict[str, Path]:
+    """The secret volumes the server container mounts, written under ``root`` the way the
+    kubelet projects them (the ``items`` listed, else every key): mount path -> the local
+    directory standing in for it. A key (or secret) a non-optional volume needs and
+    ``secrets`` lacks raises MissingSecretKey."""
+    volumes = {v["name"]: v["secret"] for v in rendered.pod.get("volumes", []) if "secret" in v}
+    mounts: dict[str, Path] = {}
+    for mount in rendered.container.get("volumeMounts", []):
+        source = volumes.get(mount["name"])
+        if source is None:
+            continue  # an emptyDir: nothing to read
+        data = secrets.get(source["secretName"])
+        if data is None and not source.get("optional", False):
+            raise MissingSecretKey(f"volume {mount['name']}: no secret {source['secretName']!r}")
+        items = source.get("items") or [{"key": k, "path": k} for k in (data or {})]
+        local = root / mount["name"]
+        local.mkdir(parents=True, exist_ok=True)
+        for item in items:
+            value = (data or {}).get(item["key"])
+            if value is None:
+                if source.get("optional", False):
+                    continue
+                raise MissingSecretKey(f"volume {mount['name']}: secret {source['secretName']!r} "
+                                       f"has no key {item['key']!r}")
+            (local / item["path"]).write_text(value)
+        mounts[mount["mountPath"].rstrip("/")] = local
+    return mounts
+
+
+def pod_environment(rendered: Rendered, secrets: dict[str, dict[str, str]],
+                    files: Path | None = None) -> dict[str, str]:
     """The server container's environment as Kubernetes gives it to the process: the
     ConfigMap's entries (envFrom), then the explicit entries in order, each secretKeyRef
-    resolved from ``secrets`` (name -> key -> value). A missing key of an ``optional``
-    reference leaves the variable unset; of any other, raises MissingSecretKey."""
+    resolved from ``secrets`` (name -> key -> value) and the Secrets the chart renders
+    itself. A missing key of an ``optional`` reference leaves the variable unset; of any
+    other, raises MissingSecretKey. The mounted secret files are written under ``files``
+    (default: a scratch directory of this process) by pod_files, and a variable naming a
+    path inside a mount (PDM_API_TOKENS_FILE, PDM_SECRET_KEY_FILE) names the local copy."""
+    secrets = {**rendered.secrets(), **secrets}
     env: dict[str, str] = {}
     for source in rendered.container.get("envFrom", []):
         env.update(rendered.one("ConfigMap", source["configMapRef"]["name"])["data"])
@@ -101,4 +161,10 @@ def pod_environment(rendered: Rendered, secrets: dict[str, dict[str, str]]) -> d
             env.pop(entry["name"], None)  # an optional reference that misses sets nothing
             continue
         env[entry["name"]] = value
+    mounts = pod_files(rendered, secrets, files or _scratch())
+    for name, value in env.items():
+        for mount_path, local in mounts.items():
+            if value == mount_path or value.startswith(mount_path + "/"):
+                env[name] = str(local) + value[len(mount_path):]
+                break
     return env

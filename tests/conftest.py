@@ -449,21 +449,23 @@ def powerdns_proxy(powerdns):
     proxy.stop()
 
 
-class _PowerDnsPlugin:
-    """The `powerdns` marker (also put on every test that uses the server) and the CI
-    guard. A plugin object, so that these hooks do not replace the module-level ones
-    above (the PostgreSQL guard)."""
+class RequiredTests:
+    """Tests that need something installed (PowerDNS, the browser): every test using
+    ``fixture`` gets the ``marker``; with ``env``=1 (CI) a run of the e2e layer whose such
+    tests were skipped or not run fails. A plugin object, so that these hooks do not
+    replace the module-level ones above (the PostgreSQL guard)."""
 
-    def __init__(self) -> None:
+    def __init__(self, marker: str, fixture: str, env: str, what: str) -> None:
+        self.marker, self.fixture, self.env, self.what = marker, fixture, env, what
         self.outcomes: list[str] = []
 
     def pytest_collection_modifyitems(self, items):
         for item in items:
-            if "powerdns_server" in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.powerdns)
+            if self.fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(getattr(pytest.mark, self.marker))
 
     def pytest_runtest_logreport(self, report):
-        if "powerdns" not in report.keywords:
+        if self.marker not in report.keywords:
             return
         if report.when == "call":
             self.outcomes.append(report.outcome)
@@ -471,17 +473,22 @@ class _PowerDnsPlugin:
             self.outcomes.append("skipped")
 
     def pytest_sessionfinish(self, session, exitstatus):
-        if not _powerdns_required() or session.config.option.collectonly or "e2e" not in layers_run(session):
+        if (os.environ.get(self.env) != "1" or session.config.option.collectonly
+                or "e2e" not in layers_run(session)):
             return
         passed = self.outcomes.count("passed")
         skipped = self.outcomes.count("skipped")
-        print(f"\nPowerDNS tests: {passed} passed, {skipped} skipped")
+        print(f"\n{self.what} tests: {passed} passed, {skipped} skipped")
         if passed == 0 or skipped:
-            print("FAIL: PDM_REQUIRE_POWERDNS=1 but PowerDNS tests were skipped or not run")
+            print(f"FAIL: {self.env}=1 but {self.what} tests were skipped or not run")
             session.exitstatus = 1
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "powerdns: needs the local PowerDNS server (pdns_server, gsqlite3)")
-    config.pluginmanager.register(_PowerDnsPlugin(), "pdm-powerdns")
+    config.addinivalue_line("markers", "browser: drives the console in Debian's headless chromium")
+    config.pluginmanager.register(RequiredTests("powerdns", "powerdns_server", "PDM_REQUIRE_POWERDNS", "PowerDNS"),
+                                  "pdm-powerdns")
+    # The browser's fixture, ``chrome``, is browser_support's.
+    config.pluginmanager.register(RequiredTests("browser", "chrome", "PDM_REQUIRE_BROWSER", "Browser"), "pdm-browser")
 # == end of PowerDNS ===========================================================================

@@ -48,11 +48,15 @@ def caller_name() -> str:
     return caller.name if caller else ANONYMOUS
 
 
+def client_ip() -> str:
+    """The client's address (auth.client_address: X-Forwarded-For only from a trusted proxy)."""
+    proxies = current_app.extensions["pdm"].settings.trusted_proxies
+    return client_address(request.remote_addr, request.headers.get("X-Forwarded-For"), proxies)
+
+
 def caller_identity() -> str:
     """The key rate limits and the reservation quota count against (auth.caller_key)."""
-    proxies = current_app.extensions["pdm"].settings.trusted_proxies
-    address = client_address(request.remote_addr, request.headers.get("X-Forwarded-For"), proxies)
-    return caller_key(g.get("caller"), address)
+    return caller_key(g.get("caller"), client_ip())
 
 
 def install(app: Flask, book: TokenBook, auth_mode: str) -> None:
@@ -66,6 +70,8 @@ def install(app: Flask, book: TokenBook, auth_mode: str) -> None:
         rid = request.headers.get("X-Request-ID", "")
         g.request_id = rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex
         g.log_context = logs.request_id.set(g.request_id)
+        # Where the changes this request makes come from: the console's pages, or the API.
+        g.origin_context = logs.origin.set(f"{'console' if request.blueprint == 'console' else 'api'} {client_ip()}")
         needed = getattr(current_app.view_functions.get(request.endpoint), "required_role", None)
         g.caller, refusal = gate.admit(request.headers.get("Authorization"), needed)
         if refusal is not None:
@@ -97,3 +103,6 @@ def install(app: Flask, book: TokenBook, auth_mode: str) -> None:
         context = g.pop("log_context", None)
         if context is not None:
             logs.request_id.reset(context)
+        origin = g.pop("origin_context", None)
+        if origin is not None:
+            logs.origin.reset(origin)

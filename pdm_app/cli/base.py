@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import logging
+import socket
 import sys
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -17,6 +18,7 @@ from flask import current_app
 from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy.exc import OperationalError
 
+from .. import logs
 from ..api import schemas
 from ..config import ConfigError
 from ..domain import DomainError
@@ -113,6 +115,7 @@ def service_command(f):
     @functools.wraps(f)
     def run(*args, **kwargs):
         with _logs_on_stderr():
+            origin = logs.origin.set(f"cli on {socket.gethostname()}")
             try:
                 return f(*args, **kwargs)
             except DomainError as err:
@@ -124,6 +127,8 @@ def service_command(f):
             except Exception as err:  # any other failure is one line too, never a traceback (-v logs it)
                 log.error("%s failed on an unexpected %s", f.__name__, type(err).__name__, exc_info=err)
                 fail(f"error: internal-error: {type(err).__name__}: {first_line(err)}")
+            finally:
+                logs.origin.reset(origin)
 
     return with_appcontext(run)
 

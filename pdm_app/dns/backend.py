@@ -87,6 +87,10 @@ class ZoneBackend(Protocol):
 
     def drift(self, pool: str, snap: Snapshot, io: PassIO) -> tuple[list[NameDrift], list[Record]]: ...
 
+    def look(self, pool: str, snap: Snapshot, io: PassIO) -> tuple[list[NameDrift], list[Record]]:
+        """The drift of ``snap.scope``'s names alone, and every record the DNS holds at or
+        under them (``Record.extra``: where, on PowerDNS), for a person to compare."""
+
     def survey(self, pool: str, snap: Snapshot, io: PassIO, adopt: frozenset[str]) -> Survey:
         """Scoped backends: the whole pool read once, without writing, at the start of a
         resync (``adopt``: the orphans an operator's reconcile removes)."""

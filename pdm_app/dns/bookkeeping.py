@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 # History events of DNS work are made by the service itself.
 DNS_CALLER = "dns"
+# Where its events come from, whichever request or job ran the pass.
+DNS_ORIGIN = "dns pass"
 # A failed read with no work behind it is tried again after this long.
 RECHECK_AFTER_FAILURE = 60.0
 
@@ -107,16 +109,17 @@ def record_events(tx: UnitOfWork, pool: str, snap: Snapshot, done: Converged, no
         if w.subdomain in done.refused and w.action == domain.PUBLISH:
             continue  # recorded as dns-refused
         if w.action == domain.REMOVE:
-            events.append(event(pool, w.subdomain, "dns-removed", DNS_CALLER, now))
+            events.append(event(pool, w.subdomain, "dns-removed", DNS_CALLER, now, origin=DNS_ORIGIN))
         elif w.subdomain in snap.active:
-            events.append(event(pool, w.subdomain, "dns-published", DNS_CALLER, now, snap.active[w.subdomain]))
+            events.append(event(pool, w.subdomain, "dns-published", DNS_CALLER, now, snap.active[w.subdomain],
+                                    origin=DNS_ORIGIN))
     for sub, hosts in done.touched.items():
         if not any(s == sub for s, _ in worked):
             events.append(event(pool, sub, "drift-repaired", DNS_CALLER, now, snap.active.get(sub),
-                                detail="records made right: " + ", ".join(hosts)))
+                                detail="records made right: " + ", ".join(hosts), origin=DNS_ORIGIN))
     if accepted:
         events.append(event(pool, "", "zone-accepted", DNS_CALLER, now,
-                            detail="an operator accepted the zone as it was read (reconcile --force)"))
+                            detail="an operator accepted the zone as it was read (reconcile --force)", origin=DNS_ORIGIN))
     tx.record_events(events)
 
 
@@ -179,11 +182,11 @@ def record_failure(tx: UnitOfWork, pool: str, work: list, error: str, now: datet
     for w in work:
         if w.last_error != error[:500] and (w.subdomain, w.action) not in seen:
             seen.add((w.subdomain, w.action))
-            tx.record_event(pool, w.subdomain, action, DNS_CALLER, now, detail=error[:500])
+            tx.record_event(pool, w.subdomain, action, DNS_CALLER, now, detail=error[:500], origin=DNS_ORIGIN)
     if for_pool and not work:
         zone = tx.pool_zone(pool)
         if (zone.last_error if zone is not None else None) != error[:500]:
-            tx.record_event(pool, "", action, DNS_CALLER, now, detail=error[:500])
+            tx.record_event(pool, "", action, DNS_CALLER, now, detail=error[:500], origin=DNS_ORIGIN)
 
 
 def late_write_possible(uow: Uow, pool: str, now: datetime, window: float) -> None:

@@ -217,19 +217,30 @@ class DnsPublisher(Resyncs):
         of 10,000 tenants reads for minutes, and commits go on meanwhile (a name changed
         during the read may show as drift; a reconcile reads each name again under the
         lock before it changes anything)."""
+        return self._read_only(pool, budget, None)
+
+    def look(self, pool: str, names: frozenset[str], budget: float | None) -> tuple[list[NameDrift], list[Record]]:
+        """The drift of ``names`` alone and every record the DNS holds at or under them
+        (the console's tenant page): a read like ``drift``'s, of those names only."""
+        _, drift, held = self._read_only(pool, budget, names)
+        return drift, held
+
+    def _read_only(self, pool: str, budget: float | None,
+                   scope: frozenset[str] | None) -> tuple[Snapshot, list[NameDrift], list[Record]]:
         start = time.monotonic()
         backend = self.backend(pool)
         locked = not backend.scoped
         if locked and not backend.lock.acquire(timeout=budget):
             raise RegistrarError("the registrar is busy with other work; try again", transient=True)
         try:
-            snap = self._snapshot(backend, pool, states=True)
+            snap = self._snapshot(backend, pool, states=True, scope=scope, with_work=scope is None)
             paused = self._paused(snap)
             if paused is not None:
                 raise RegistrarError(f"registrar calls are paused until {paused:%H:%M:%S} UTC (it throttled this key)",
                                      transient=True)
-            names, lost = backend.drift(pool, snap, self._io(backend, pool, start, budget, snap))
-            return snap, names, lost
+            io = self._io(backend, pool, start, budget, snap)
+            names, found = (backend.drift if scope is None else backend.look)(pool, snap, io)
+            return snap, names, found
         finally:
             if locked:
                 backend.lock.release()
@@ -238,26 +249,27 @@ class DnsPublisher(Resyncs):
     # -- the pass --------------------------------------------------------------------
 
     def _snapshot(self, backend: ZoneBackend, pool: str, *, states: bool = False, fence: bool = False,
-                  scope: frozenset[str] | None = None) -> Snapshot:
+                  scope: frozenset[str] | None = None, with_work: bool = True) -> Snapshot:
         # The work and the rows it names, read from one snapshot: every work item seen
         # comes with the row change that made it (a release read as still active would
         # put the records back and call the removal done). One transaction, taking the
         # pass's fencing token first: a pass's bookkeeping costs round trips, and passes
         # run one at a time. With a ``scope``, the rows of those names and of the work's
-        # alone: what a pass reads grows with its work, not with the pool.
+        # alone: what a pass reads grows with its work, not with the pool (``with_work``
+        # False: those names alone, the work's left out -- a look at one tenant).
         with self.uow(snapshot=True) as tx:
             if fence:
                 token, paused_until = tx.take_fence(backend.account)
             else:
                 account = tx.registrar_account(backend.account)
                 token, paused_until = None, account.paused_until if account is not None else None
-            work = tx.pending_work(pool)
+            work = tx.pending_work(pool) if with_work else [w for w in tx.pending_work(pool) if w.subdomain in scope]
             names = None if scope is None else frozenset(scope | {w.subdomain for w in work})
             active, carried = tx.active_tenants(pool, names)
             owned = tx.owned_hosts(pool, names)
             conflicts = tx.conflicts(pool, names) if names is not None else {}
             zone = tx.pool_zone(pool)
-            allocated = tx.allocation_states(pool) if states else {}
+            allocated = tx.allocation_states(pool, names) if states else {}
         return Snapshot(active, work, owned, foreign_records(zone.foreign_records if zone else None), allocated,
                         carried, token, paused_until, names, conflicts)
 

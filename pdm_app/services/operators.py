@@ -79,6 +79,9 @@ class Event:
     at: datetime
     load_balancer_ip: str | None
     detail: str | None
+    # Where it came from ("api 10.1.2.3", "console ...", "cli on ...", "dns pass").
+    origin: str | None = None
+    pool_domain: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class PoolStatus:
     ds_check: DsCheck | None = None
     failing: Failing | None = None
     resync: Resync | None = None
+    # When the oldest pending DNS change was queued (None: nothing pending).
+    oldest_pending: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -224,8 +229,8 @@ class Operators(UseCases):
             raise DomainError("invalid-request", "limit must be between 1 and 1000", 400)
         with self.uow() as tx:
             # One more than asked: whether a next page exists.
-            events = [Event(e.id, e.subdomain, e.action, e.caller, e.at, e.load_balancer_ip, e.detail)
-                      for e in tx.history(pool, sub, limit + 1, before)]
+            events = [Event(e.id, e.subdomain, e.action, e.caller, e.at, e.load_balancer_ip, e.detail, e.origin,
+                            e.pool_domain) for e in tx.history(pool, sub, limit + 1, before)]
         more = len(events) > limit
         events = events[:limit]
         return PoolHistory(pool, events, events[-1].id if more else None)
@@ -238,15 +243,18 @@ class Operators(UseCases):
 
     # -- the pools' DNS ----------------------------------------------------------------
 
-    def pools(self, *, check_ds: bool = True) -> list[PoolStatus]:
-        """Every managed pool: its tenants, pending DNS work, and the state of its zone;
-        for a PowerDNS pool its DS and (``check_ds``) whether its registrar publishes it."""
+    def pools(self, *, check_ds: bool = True, only: str | None = None) -> list[PoolStatus]:
+        """Every managed pool (``only``: that one): its tenants, pending DNS work, and the
+        state of its zone; for a PowerDNS pool its DS and (``check_ds``) whether its
+        registrar publishes it."""
+        if only is not None:
+            only = self._pool(only)
         with self.uow() as tx:
-            counts = tx.allocation_counts()
+            counts = tx.allocation_counts(only)
             pending = tx.pending_summary()
             zones = tx.pool_zones()
         result = []
-        for pool in self.managed_domains:
+        for pool in self.managed_domains if only is None else (only,):
             zone = zones.get(pool)
             backend = self.publisher.backend(pool).kind
             ds = tuple(zone.ds_records.split("\n")) if zone is not None and zone.ds_records else ()
@@ -259,14 +267,19 @@ class Operators(UseCases):
                 zone.synced_at if zone else None,
                 zone.foreign_subhost_records if zone and zone.synced_at and backend == "dynadot" else None,
                 backend, ds, checked, failing=_failing(zone), resync=_resync(zone),
+                oldest_pending=pending.get(pool, (0, None))[1],
             ))
         return result
 
-    def retry_dns(self, pool: str | None = None) -> dict[str, bool]:
+    def retry_dns(self, pool: str | None = None, *, caller: str | None = None) -> dict[str, bool]:
         """A pass now for ``pool`` (or every pool with pending work, blocked or failing),
-        whatever its back-off says; True where the zone is now what the table says."""
+        whatever its back-off says; True where the zone is now what the table says.
+        ``caller``: recorded in the pool's history as having asked for it."""
         if pool is not None:
             pools = [self._pool(pool)]
+            if caller is not None:
+                with self.uow() as tx:
+                    tx.record_event(pools[0], "", "retry-dns", caller, self.clock())
         else:
             with self.uow() as tx:
                 blocked = tx.blocked_pools()

@@ -10,7 +10,9 @@ itself is not exercised: the Dockerfile checks below are static.
 """
 from __future__ import annotations
 
+import base64
 import copy
+import ipaddress
 import os
 import re
 import runpy
@@ -27,14 +29,16 @@ import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from chart_support import CHART, NAMESPACE, ROOT, MissingSecretKey, Rendered, pod_environment, render_raw
+from chart_support import (
+    CHART, NAMESPACE, RELEASE, ROOT, MissingSecretKey, Rendered, pod_environment, pod_files, render_raw,
+)
 from pdm_app.config import DEFAULT_RATE_LIMITS, load_settings, parse_rate_limits
 
 PROD_VALUES = CHART / "ci" / "prod-values.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 
 # Every environment variable of the wire contract's configuration table, the service's
-# own settings, and the ones the auth work reads.
+# own settings, the ones the auth work reads, and the operators' console's (on by default).
 CONTRACT_VARIABLES = {
     "PORT", "PDM_DATABASE_URL", "DYNADOT_API_KEY", "DYNADOT_API_SECRET",
     "DYNADOT_MANAGED_DOMAINS", "PDM_RESERVATION_TTL", "PDM_SWEEPER_INTERVAL",
@@ -45,8 +49,13 @@ SERVICE_VARIABLES = {
     "PDM_DNS_RETRY_INTERVAL", "PDM_RUN_JOBS", "GUNICORN_WORKERS", "GUNICORN_THREADS",
     "PROMETHEUS_MULTIPROC_DIR", "PDM_DNS_RESYNC_INTERVAL", "PDM_DNS_LATE_WRITE_WINDOW",
     "PDM_RESERVATION_MAX_TTL", "PDM_HISTORY_RETENTION", "PDM_RATE_LIMITS", "PDM_MAX_OPEN_RESERVATIONS",
+    "PDM_SECRET_KEY_FILE", "PDM_CONSOLE_IDLE_TIMEOUT",
 }
 PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
+# The operators' console: the Secret the chart generates its key in, and its settings.
+CONSOLE_SECRET = "pool-domain-manager-console"
+CONSOLE_VARIABLES = {"PDM_SECRET_KEY", "PDM_SECRET_KEY_FILE", "PDM_CONSOLE_IDLE_TIMEOUT",
+                     "PDM_CONSOLE_SSO_PROXIES", "PDM_CONSOLE_SECURE_COOKIE"}
 
 
 # --- rendering --------------------------------------------------------------------------
@@ -107,9 +116,7 @@ def test_helm_lint_is_clean(values_file):
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
 
 
-@pytest.mark.parametrize("which", ["defaults", "prod-values", "powerdns"])
-def test_rendered_output_passes_yamllint(which, default, prod, pdns):
-    rendered = {"defaults": default, "prod-values": prod, "powerdns": pdns}[which]
+def assert_yamllint_clean(rendered: Rendered) -> None:
     config = YamlLintConfig(
         "extends: default\n"
         "rules:\n"
@@ -121,14 +128,22 @@ def test_rendered_output_passes_yamllint(which, default, prod, pdns):
     assert problems == [], "\n".join(f"{p.line}:{p.column} {p.rule} {p.desc}" for p in problems)
 
 
+@pytest.mark.parametrize("which", ["defaults", "prod-values", "powerdns"])
+def test_rendered_output_passes_yamllint(which, default, prod, pdns):
+    rendered = {"defaults": default, "prod-values": prod, "powerdns": pdns}[which]
+    assert_yamllint_clean(rendered)
+
+
 # --- defaults ------------------------------------------------------------------------------
 
 def test_default_render_has_the_expected_objects(default):
     assert default.kinds() == sorted([
         "ConfigMap", "Deployment", "Job", "NetworkPolicy", "NetworkPolicy",
-        "PodDisruptionBudget", "Service", "ServiceAccount",
+        "PodDisruptionBudget", "Secret", "Service", "ServiceAccount",
     ])
     assert default.all("ServiceMonitor") == []  # off by default
+    assert default.all("Ingress") == []  # the console's: off by default
+    assert default.one("Secret")["metadata"]["name"] == CONSOLE_SECRET  # the console's key
     for obj in default.objects:
         assert obj["metadata"]["namespace"] == NAMESPACE
 
@@ -232,6 +247,12 @@ def test_every_setting_is_rendered(default):
     # Per-caller limits and the reservation quota: the documented defaults; proxies once named.
     assert env["PDM_RATE_LIMITS"]["value"] == DEFAULT_RATE_LIMITS
     assert env["PDM_MAX_OPEN_RESERVATIONS"]["value"] == "500" and "PDM_TRUSTED_PROXIES" not in env
+    assert "sign-in=10/minute" in env["PDM_RATE_LIMITS"]["value"]  # the console's sign-in scope
+    # The console: its key as a mounted file, its idle timeout; SSO and the always-Secure
+    # cookie only once asked for (console.sso, the Ingress with TLS).
+    assert env["PDM_SECRET_KEY_FILE"] == {"name": "PDM_SECRET_KEY_FILE", "value": "/etc/pdm-console/secret-key"}
+    assert env["PDM_CONSOLE_IDLE_TIMEOUT"]["value"] == "30m"
+    assert not {"PDM_SECRET_KEY", "PDM_CONSOLE_SSO_PROXIES", "PDM_CONSOLE_SECURE_COOKIE"} & set(env)
     tuned = Rendered({"config": {"rateLimits": "off", "maxOpenReservations": 0, "trustedProxies": "10.0.0.0/8"}})
     assert {k: tuned.one("ConfigMap")["data"][k] for k in (
         "PDM_RATE_LIMITS", "PDM_MAX_OPEN_RESERVATIONS", "PDM_TRUSTED_PROXIES")} == {
@@ -248,13 +269,24 @@ def test_every_setting_is_rendered(default):
 
 
 @pytest.mark.parametrize("which", ["defaults", "prod-values"])
-def test_rendered_settings_load(which, default, prod):
+def test_rendered_settings_load(which, default, prod, tmp_path):
     # What the chart renders is what the service accepts (400d, max TTL >= TTL, ...).
     rendered = default if which == "defaults" else prod
     data = rendered.one("ConfigMap")["data"]
+    env = rendered.env()
+    # The console's key: the file PDM_SECRET_KEY_FILE names (mounted from the chart's own
+    # Secret in the pod), here a copy of the rendered Secret's key.
+    assert env["PDM_SECRET_KEY_FILE"]["value"] == "/etc/pdm-console/secret-key"
+    key = rendered.secrets()[CONSOLE_SECRET]["secret-key"]
+    (tmp_path / "secret-key").write_text(key)
     # The mode as rendered: operators starts without any token.
-    settings = load_settings({**data, "DYNADOT_API_KEY": "k", "PDM_AUTH": rendered.env()["PDM_AUTH"]["value"]})
+    settings = load_settings({**data, "DYNADOT_API_KEY": "k", "PDM_AUTH": env["PDM_AUTH"]["value"],
+                              "PDM_SECRET_KEY_FILE": str(tmp_path / "secret-key")})
     assert settings.effective_auth_mode == "operators"
+    assert settings.secret_key == key and settings.console_idle_timeout == 1800
+    assert settings.console_sso_proxies == ()
+    # prod-values serves the console through the Ingress with TLS: the cookie is always Secure.
+    assert settings.console_secure_cookie is (which == "prod-values")
     assert settings.history_retention == 400 * 86400
     assert settings.reservation_max_ttl >= settings.reservation_ttl
     assert settings.rate_limits == parse_rate_limits(DEFAULT_RATE_LIMITS)
@@ -272,8 +304,10 @@ def test_secrets_come_from_existing_secrets(default):
     # secret is optional, so an older secret without a key still starts the pod.
     optional = {name for name, e in env.items() if "valueFrom" in e and e["valueFrom"]["secretKeyRef"].get("optional")}
     assert optional == {"DYNADOT_API_SECRET", "DYNADOT_MANAGED_DOMAINS", "DYNADOT_DOMAIN"}
-    # The chart never creates a Secret: credentials are referenced by name only.
-    assert default.all("Secret") == []
+    # The chart creates no credential Secret: they are referenced by name only. Its one
+    # Secret is the console's signing key, which it generates (mounted, not an env entry).
+    assert [s["metadata"]["name"] for s in default.all("Secret")] == [CONSOLE_SECRET]
+    assert not any(CONSOLE_SECRET in str(e) for e in default.container["env"])
 
 
 def test_the_previous_registrar_secret_starts_the_pod(default):
@@ -312,7 +346,7 @@ def test_registrar_secret_keys_are_configurable():
 
 
 def tokens_volume(rendered: Rendered) -> dict | None:
-    volumes = [v for v in rendered.pod["volumes"] if "secret" in v]
+    volumes = [v for v in rendered.pod["volumes"] if "secret" in v and v["name"] != "console-key"]
     assert len(volumes) <= 1
     return volumes[0] if volumes else None
 
@@ -323,7 +357,8 @@ def test_auth_defaults_to_operators_without_a_secret(default):
     # The tokens secret is optional in operators mode: none named, none mounted.
     assert "PDM_API_TOKENS_FILE" not in env
     assert tokens_volume(default) is None
-    assert [m["mountPath"] for m in default.container["volumeMounts"]] == ["/tmp", "/tmp/prometheus"]
+    assert [m["mountPath"] for m in default.container["volumeMounts"]] == [
+        "/tmp", "/tmp/prometheus", "/etc/pdm-console"]  # the console's key, not a token
     notes = default.manifests["pool-domain-manager/templates/NOTES.txt"]
     assert "PDM_AUTH=operators" in notes
     assert "kubectl -n openova-system exec deploy/pool-domain-manager -- pool-domain-manager list" in notes
@@ -378,15 +413,24 @@ def test_an_unknown_auth_mode_fails_the_render():
 
 @pytest.mark.parametrize("mode", ["operators", "tokens", "disabled"])
 def test_every_rendered_auth_mode_starts_the_service(mode, tmp_path):
-    # What the chart renders is what load_settings accepts; the mounted file is read.
+    # What the chart renders is what load_settings accepts; the mounted files (the tokens,
+    # the console's key from the chart's own Secret) are written out and read.
     values = {"auth": {"mode": mode, "existingSecret": "pdm-api-tokens" if mode == "tokens" else ""}}
-    env = pod_environment(Rendered(values), {
+    rendered = Rendered(values)
+    env = pod_environment(rendered, {
         "dynadot-api-credentials": OLD_DYNADOT_SECRET,
-        "pool-domain-manager-pg-app": {"uri": "postgresql://u:p@db:5432/pdm"}})
-    if "PDM_API_TOKENS_FILE" in env:
-        (tmp_path / "tokens").write_text("catalyst-api:client:client-secret-0123456789abcdef\n")
-        env["PDM_API_TOKENS_FILE"] = str(tmp_path / "tokens")
-    assert load_settings(env).effective_auth_mode == mode
+        "pool-domain-manager-pg-app": {"uri": "postgresql://u:p@db:5432/pdm"},
+        "pdm-api-tokens": {"tokens": "catalyst-api:client:client-secret-0123456789abcdef\n"}}, tmp_path)
+    settings = load_settings(env)
+    assert settings.effective_auth_mode == mode
+    assert [t.name for t in settings.api_tokens] == (["catalyst-api"] if mode == "tokens" else [])
+    assert settings.secret_key == rendered.secrets()[CONSOLE_SECRET]["secret-key"]
+    # Without the tokens secret's key the pod does not start.
+    if mode == "tokens":
+        with pytest.raises(MissingSecretKey, match="api-tokens"):
+            pod_environment(rendered, {"dynadot-api-credentials": OLD_DYNADOT_SECRET,
+                                       "pool-domain-manager-pg-app": {"uri": "postgresql://u:p@db:5432/pdm"}},
+                            tmp_path)
 
 
 def test_database_secret_is_required():
@@ -582,7 +626,15 @@ def test_prod_values(prod):
         {"namespaceSelector": ns("monitoring"), "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}},
         {"podSelector": {"matchLabels": {"pool-domain-manager/client": "true"}}},
         {"namespaceSelector": ns("platform-ops"), "podSelector": {"matchLabels": {"pool-domain-manager/client": "true"}}},
+        # The console's Ingress is on: the ingress-nginx controller's pods.
+        {"namespaceSelector": ns("ingress-nginx"),
+         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}}},
     ]
+    ingress = prod.one("Ingress", "pool-domain-manager-console")
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt-prod"}
+    assert ingress["spec"]["tls"] == [{"hosts": ["pdm.openova.io"], "secretName": "pool-domain-manager-console-tls"}]
+    assert [p["path"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]] == ["/console"]
+    assert env["PDM_CONSOLE_SECURE_COOKIE"] == {"value": "true"}
     (postgres,) = [r for r in policy["egress"] if rule_ports(r) == {(5432, "TCP")}]
     assert postgres["to"] == [{
         "podSelector": {"matchLabels": {"cnpg.io/cluster": "pdm-pg"}},
@@ -683,7 +735,7 @@ def test_powerdns_api_key_comes_from_the_previous_secret(pdns, default):
     optional = {name for name, e in env.items() if "valueFrom" in e and e["valueFrom"]["secretKeyRef"].get("optional")}
     assert optional == {"DYNADOT_API_SECRET", "DYNADOT_MANAGED_DOMAINS", "DYNADOT_DOMAIN"}
     assert "PDM_PDNS_API_KEY" not in pdns.one("ConfigMap")["data"]  # never a plain setting
-    assert pdns.all("Secret") == []
+    assert [s["metadata"]["name"] for s in pdns.all("Secret")] == [CONSOLE_SECRET]  # the console's key only
     # The migration Job needs the database only.
     (job,) = pdns.one("Job")["spec"]["template"]["spec"]["containers"]
     assert [e["name"] for e in job["env"]] == ["PDM_DATABASE_URL"]
@@ -760,6 +812,239 @@ def test_the_rendered_powerdns_environment_starts_the_service(pdns):
     # Without the PowerDNS key the kubelet does not start the container.
     with pytest.raises(MissingSecretKey, match="PDM_PDNS_API_KEY"):
         pod_environment(pdns, {**POD_SECRETS, "powerdns-api-credentials": {}})
+
+
+# --- the operators' console ------------------------------------------------------------------
+
+CONSOLE_HOST = "pdm.example.com"
+NOTES = "pool-domain-manager/templates/NOTES.txt"
+DB_AND_REGISTRAR = {"dynadot-api-credentials": OLD_DYNADOT_SECRET,
+                    "pool-domain-manager-pg-app": {"uri": "postgresql://u:p@db:5432/pdm"}}
+
+
+def console_values(**ingress) -> dict:
+    """The console's Ingress on, for CONSOLE_HOST, with ``ingress`` merged in."""
+    return {"console": {"ingress": merged({"enabled": True, "host": CONSOLE_HOST}, ingress)}}
+
+
+def console_volume(rendered: Rendered) -> dict | None:
+    volumes = [v for v in rendered.pod["volumes"] if v["name"] == "console-key"]
+    return volumes[0] if volumes else None
+
+
+def prefix_match(prefix: str, path: str) -> bool:
+    """An Ingress `Prefix` path: element-wise, so /console matches /console and
+    /console/login but not /consoles."""
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+def test_the_console_key_is_generated_and_mounted_by_default(default):
+    secret = default.one("Secret", CONSOLE_SECRET)
+    assert secret["type"] == "Opaque" and set(secret["data"]) == {"secret-key"}
+    assert secret["metadata"]["labels"]["app.kubernetes.io/component"] == "console"
+    key = default.secrets()[CONSOLE_SECRET]["secret-key"]
+    assert re.fullmatch(r"[A-Za-z0-9]{64}", key)  # randAlphaNum 64
+    assert Rendered().secrets()[CONSOLE_SECRET]["secret-key"] != key  # random on every install
+    # Mounted read-only as a file of its own directory, which PDM_SECRET_KEY_FILE names;
+    # never inline (PDM_SECRET_KEY) nor in the ConfigMap or the pod spec.
+    volume = console_volume(default)
+    assert volume["secret"] == {"secretName": CONSOLE_SECRET, "defaultMode": 0o440,
+                                "items": [{"key": "secret-key", "path": "secret-key"}]}
+    (mount,) = [m for m in default.container["volumeMounts"] if m["name"] == "console-key"]
+    assert mount == {"name": "console-key", "mountPath": "/etc/pdm-console", "readOnly": True}
+    env = default.env()
+    assert env["PDM_SECRET_KEY_FILE"]["value"] == f"{mount['mountPath']}/{volume['secret']['items'][0]['path']}"
+    assert "PDM_SECRET_KEY" not in env
+    assert key not in yaml.safe_dump(default.deployment) + yaml.safe_dump(default.one("ConfigMap"))
+    # The migration Job has nothing of the console.
+    job = default.one("Job")["spec"]["template"]["spec"]
+    assert [v["name"] for v in job["volumes"]] == ["tmp"]
+    # What the pod reads is the key (tests/chart_support.py writes the mounted files out).
+    settings = load_settings(pod_environment(default, DB_AND_REGISTRAR))
+    assert settings.secret_key == key
+    notes = default.manifests[NOTES]
+    assert "port-forward svc/pool-domain-manager 8080:8080" in notes
+    assert "http://127.0.0.1:8080/console/login" in notes
+    assert f"Its signing key is in the secret {CONSOLE_SECRET}" in notes
+
+
+def test_the_generated_console_key_is_kept_across_upgrades(tmp_path):
+    # Offline, Helm's `lookup` finds nothing (a fresh key every render, as on install). A
+    # copy of the chart whose lookup answers with the previous install's Secret shows that
+    # the template reuses its key -- and generates one when that Secret lacks it.
+    template = (CHART / "templates" / "console-secret.yaml").read_text()
+    call = 'lookup "v1" "Secret" .Release.Namespace $name'
+    assert template.count(call) == 1
+    previous = "Previous0Key1Kept2Across3Upgrades4" * 2
+
+    def upgraded(data: dict[str, str]) -> str:
+        chart = tmp_path / f"chart-{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(CHART, chart)
+        found = "dict " + " ".join(f'"{k}" ("{v}" | b64enc)' for k, v in data.items())
+        # Answers for this release's Secret in its namespace only (else an empty result).
+        fake = (f'(get (dict "{NAMESPACE}/{CONSOLE_SECRET}" (dict "data" ({found}))) '
+                f'(printf "%s/%s" .Release.Namespace $name))')
+        (chart / "templates" / "console-secret.yaml").write_text(template.replace(call, fake))
+        with helm.Chart.load(chart) as loaded:
+            manifests = loaded.render(None, name=RELEASE, namespace=NAMESPACE, is_upgrade=True)
+        (secret,) = yaml.safe_load_all(manifests["pool-domain-manager/templates/console-secret.yaml"])
+        return base64.b64decode(secret["data"]["secret-key"]).decode()
+
+    assert upgraded({"secret-key": previous}) == previous
+    fresh = upgraded({"other-key": previous})
+    assert fresh != previous and re.fullmatch(r"[A-Za-z0-9]{64}", fresh)
+
+
+def test_an_existing_console_secret_is_used_instead(tmp_path):
+    rendered = Rendered({"console": {"secretKey": {"existingSecret": "pdm-console-key", "key": "key"}}})
+    assert rendered.all("Secret") == []  # none generated
+    assert console_volume(rendered)["secret"] == {"secretName": "pdm-console-key", "defaultMode": 0o440,
+                                                  "items": [{"key": "key", "path": "key"}]}
+    assert rendered.env()["PDM_SECRET_KEY_FILE"]["value"] == "/etc/pdm-console/key"
+    own = "an-operator-chosen-key-of-at-least-32-characters"
+    settings = load_settings(pod_environment(rendered, {**DB_AND_REGISTRAR, "pdm-console-key": {"key": own}},
+                                             tmp_path))
+    assert settings.secret_key == own
+    # The secret (or its key) missing: the pod does not start.
+    with pytest.raises(MissingSecretKey, match="console-key"):
+        pod_environment(rendered, DB_AND_REGISTRAR, tmp_path)
+    assert "signing key is in the secret" not in rendered.manifests[NOTES]
+
+
+def test_console_off_renders_no_key():
+    for values in ({"console": {"enabled": False}},
+                   {"console": {"enabled": False, "secretKey": {"existingSecret": "pdm-console-key"},
+                                "sso": {"proxyAddresses": ["10.0.0.0/8"]}}}):
+        rendered = Rendered(values)
+        assert rendered.all("Secret") == [] and console_volume(rendered) is None
+        assert not CONSOLE_VARIABLES & set(rendered.env())
+        assert [m["mountPath"] for m in rendered.container["volumeMounts"]] == ["/tmp", "/tmp/prometheus"]
+        assert rendered.all("Ingress") == []
+        # The service starts with the console off (its pages answer 503).
+        assert load_settings(pod_environment(rendered, DB_AND_REGISTRAR)).secret_key is None
+        assert "Operators' console: off" in rendered.manifests[NOTES]
+    # An Ingress to a console that is off is a mistake, said so.
+    with pytest.raises(helm.HelmError, match="console.ingress.enabled needs console.enabled"):
+        render_raw({"console": {"enabled": False, "ingress": {"enabled": True, "host": CONSOLE_HOST}}})
+
+
+def test_console_settings(default, tmp_path):
+    data = default.one("ConfigMap")["data"]
+    assert data["PDM_CONSOLE_IDLE_TIMEOUT"] == "30m"
+    assert not {"PDM_CONSOLE_SSO_PROXIES", "PDM_CONSOLE_SECURE_COOKIE"} & set(data)
+    tuned = Rendered({"console": {"idleTimeout": "2h", "sso": {"proxyAddresses": ["10.42.0.0/16", "fd00::/8"]}}})
+    data = tuned.one("ConfigMap")["data"]
+    assert data["PDM_CONSOLE_IDLE_TIMEOUT"] == "2h"
+    assert data["PDM_CONSOLE_SSO_PROXIES"] == "10.42.0.0/16,fd00::/8"
+    settings = load_settings(pod_environment(tuned, DB_AND_REGISTRAR, tmp_path))
+    assert settings.console_idle_timeout == 7200
+    assert settings.console_sso_proxies == (ipaddress.ip_network("10.42.0.0/16"), ipaddress.ip_network("fd00::/8"))
+    assert "through the SSO proxy" in tuned.manifests[NOTES]
+    # A change rolls the pods.
+    before, after = (r.deployment["spec"]["template"]["metadata"]["annotations"] for r in (default, tuned))
+    assert after["checksum/config"] != before["checksum/config"]
+
+
+def test_no_console_ingress_by_default(default, pdns):
+    for rendered in (default, pdns):
+        assert rendered.all("Ingress") == []
+        assert "PDM_CONSOLE_SECURE_COOKIE" not in rendered.env()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["console"]
+    assert values["enabled"] is True and values["ingress"]["enabled"] is False
+    assert values["secretKey"] == {"existingSecret": "", "key": "secret-key", "mountDir": "/etc/pdm-console"}
+
+
+def test_the_console_ingress_routes_only_the_console(tmp_path):
+    rendered = Rendered(console_values(tls={"clusterIssuer": "letsencrypt-prod"},
+                                       annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "1m"}))
+    ingress = rendered.one("Ingress", "pool-domain-manager-console")
+    assert ingress["apiVersion"] == "networking.k8s.io/v1"
+    assert ingress["metadata"]["namespace"] == NAMESPACE
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt-prod",
+                                                  "nginx.ingress.kubernetes.io/proxy-body-size": "1m"}
+    spec = ingress["spec"]
+    assert spec["ingressClassName"] == "nginx"
+    assert spec["tls"] == [{"hosts": [CONSOLE_HOST], "secretName": "pool-domain-manager-console-tls"}]
+    # One rule, one path: the prefix /console to the Service's port 8080.
+    service = rendered.one("Service")
+    (rule,) = spec["rules"]
+    assert rule["host"] == CONSOLE_HOST
+    assert rule["http"]["paths"] == [{"path": "/console", "pathType": "Prefix", "backend": {"service": {
+        "name": service["metadata"]["name"], "port": {"number": service["spec"]["ports"][0]["port"]}}}}]
+    assert service["spec"]["ports"][0]["port"] == 8080
+    # Never the API: none of its paths (nor /metrics, the probes) falls under the prefix.
+    api_paths = yaml.safe_load((ROOT / "tests" / "data" / "original-openapi.yaml").read_text())["paths"]
+    for path in [*api_paths, "/api/v1/pool/omani.works/check", "/metrics", "/healthz", "/readyz",
+                 "/openapi.json", "/", "/consoles"]:
+        assert not prefix_match("/console", path), path
+    assert prefix_match("/console", "/console/login")
+    # Served over TLS: the session cookie is always Secure.
+    assert rendered.one("ConfigMap")["data"]["PDM_CONSOLE_SECURE_COOKIE"] == "true"
+    assert load_settings(pod_environment(rendered, DB_AND_REGISTRAR, tmp_path)).console_secure_cookie is True
+    notes = rendered.manifests[NOTES]
+    assert f"https://{CONSOLE_HOST}/console/login" in notes
+    assert "the ingress controller (console): namespace ingress-nginx" in notes
+    # Another TLS secret name; the cluster's default class.
+    other = Rendered(console_values(className="", tls={"secretName": "pdm-console-cert"})).one("Ingress")["spec"]
+    assert other["tls"] == [{"hosts": [CONSOLE_HOST], "secretName": "pdm-console-cert"}]
+    assert "ingressClassName" not in other
+    # Without TLS: no certificate, no issuer annotation, no forced Secure cookie.
+    plain = Rendered(console_values(tls={"enabled": False, "clusterIssuer": "letsencrypt-prod"}))
+    ingress = plain.one("Ingress")
+    assert "tls" not in ingress["spec"] and "annotations" not in ingress["metadata"]
+    assert "PDM_CONSOLE_SECURE_COOKIE" not in plain.env()
+    assert f"http://{CONSOLE_HOST}/console/login" in plain.manifests[NOTES]
+
+
+def test_the_console_ingress_without_a_host_fails_the_render():
+    with pytest.raises(helm.HelmError, match="console.ingress.host is required"):
+        render_raw({"console": {"ingress": {"enabled": True}}})
+    with pytest.raises(helm.HelmError, match="console.ingress.host is required"):
+        render_raw(console_values(host=""))
+
+
+def test_the_network_policy_admits_the_ingress_controller_only_with_the_ingress(default):
+    controller = {"namespaceSelector": ns("ingress-nginx")}
+    closed = ingress_from({})
+    assert controller not in closed
+    # The controller's values alone change nothing.
+    assert ingress_from({"console": {"ingress": {"controller": {"namespace": "edge"}}}}) == closed
+    # With the Ingress: the controller's namespace is added to the callers, on 8080 alone.
+    on = Rendered(console_values())
+    spec, before = (r.one("NetworkPolicy", "pool-domain-manager")["spec"] for r in (on, default))
+    (rule,) = spec["ingress"]
+    assert rule["from"] == closed + [controller] and rule_ports(rule) == {(8080, "TCP")}
+    assert spec["egress"] == before["egress"]
+    assert on.one("NetworkPolicy", "pool-domain-manager-migrate") == default.one(
+        "NetworkPolicy", "pool-domain-manager-migrate")
+    # Built like the networkPolicy.ingress callers: namespace, namespaceLabels, podLabels.
+    peers = ingress_from(console_values(controller={
+        "namespace": "nginx", "podLabels": {"app.kubernetes.io/name": "ingress-nginx"}}))
+    assert peers[-1] == {"namespaceSelector": ns("nginx"),
+                         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}}}
+    peers = ingress_from(console_values(controller={"namespaceLabels": {"team": "edge"}}))
+    assert peers[-1] == {"namespaceSelector": {"matchLabels": {"team": "edge"}}}
+    with pytest.raises(helm.HelmError,
+                       match=r"console.ingress.controller.namespace \(or namespaceLabels\) is required"):
+        render_raw(console_values(controller={"namespace": ""}))
+    # Every other caller off: the controller alone.
+    alone = ingress_from({**console_values(), "networkPolicy": {"ingress": {
+        "catalystApi": {"enabled": False}, "crossplane": {"enabled": False}, "monitoring": {"enabled": False},
+        "clientPodLabels": None}}})
+    assert alone == [controller]
+    # No network policy, no rule (and no error).
+    assert Rendered({**console_values(), "networkPolicy": {"enabled": False}}).all("NetworkPolicy") == []
+
+
+@pytest.mark.parametrize("values", [
+    console_values(tls={"clusterIssuer": "letsencrypt-prod"}, annotations={"a.example/b": "c"}),
+    console_values(tls={"enabled": False}, className=""),
+    {"console": {"enabled": False}},
+], ids=["ingress-tls", "ingress-plain", "console-off"])
+def test_console_renders_lint_clean(values):
+    report = helm.lint(CHART, values, strict=True, namespace=NAMESPACE)
+    assert report["errors"] == [] and [m for m in report["messages"] if m["severity"] >= 2] == []
+    assert_yamllint_clean(Rendered(values))
 
 
 # --- the image ----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import requests
 
 from conftest import free_port
 from pdm_app.testing.local_powerdns import LocalPowerDns
@@ -242,6 +243,15 @@ def test_dev_run_curl_lines_work_and_a_restart_agrees_with_itself(dev_env, tmp_p
 
         expected = {f"{h}.acme": LB for h in HOSTS}
         assert {k: v for k, v in first.fake_a_records().items() if k.endswith(".acme")} == expected
+
+        # The console's address, printed, and its sign-in with the run's token.
+        console = re.search(r"The operators' console: (http://\S+/console/)", text).group(1)
+        browser = requests.Session()
+        form = browser.get(console + "login", timeout=10)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+        signed_in = browser.post(console + "login", data={"token": token, "csrf_token": csrf}, timeout=10)
+        assert signed_in.status_code == 200 and signed_in.url == console and "local-operator" in signed_in.text
+        assert "acme" in browser.get(console + "pools/omani.works", timeout=10).text
     finally:
         first.stop()
 

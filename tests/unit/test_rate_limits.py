@@ -25,7 +25,7 @@ KEY = {"DYNADOT_API_KEY": "k", "PDM_AUTH": "disabled"}
 def test_the_documented_defaults_come_from_load_settings_and_tests_build_settings_without_limits():
     settings = load_settings(KEY)
     assert settings.rate_limits == {"check": "200/second", "write": "50/second,5000/hour",
-                                    "registrar": "30/minute", "operator": "50/second"}
+                                    "registrar": "30/minute", "operator": "50/second", "sign-in": "10/minute"}
     assert settings.max_open_reservations == 500
     assert settings.trusted_proxies == ()
     assert Settings().rate_limits == {}  # what make_settings builds on: limits off
@@ -35,7 +35,7 @@ def test_rate_limit_settings():
     assert parse_rate_limits(DEFAULT_RATE_LIMITS) == load_settings(KEY).rate_limits
     # A scope not named keeps its default; scope=off lifts one; off lifts them all.
     assert parse_rate_limits("write=20/minute; check=off") == {
-        "write": "20/minute", "registrar": "30/minute", "operator": "50/second"}
+        "write": "20/minute", "registrar": "30/minute", "operator": "50/second", "sign-in": "10/minute"}
     assert load_settings({**KEY, "PDM_RATE_LIMITS": "off"}).rate_limits == {}
     settings = load_settings({**KEY, "PDM_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7 2001:db8::/32",
                               "PDM_MAX_OPEN_RESERVATIONS": "0"})

@@ -169,12 +169,14 @@ switch, wins when it is set: true = tokens, false = disabled.
 
 {{/*
 One `from` peer of the network policy for a caller: {enabled, namespace, namespaceLabels,
-podLabels}. Nothing when the caller is disabled.
+podLabels}. Nothing when the caller is disabled. `path`, when given, names the caller's
+values in the error message (default networkPolicy.ingress.<name>).
 */}}
 {{- define "pdm.ingressPeer" -}}
 {{- $caller := .caller -}}
+{{- $path := .path | default (printf "networkPolicy.ingress.%s" .name) -}}
 {{- if and $caller $caller.enabled }}
-{{- $ns := $caller.namespaceLabels | default (dict "kubernetes.io/metadata.name" (required (printf "networkPolicy.ingress.%s.namespace (or namespaceLabels) is required" .name) $caller.namespace)) }}
+{{- $ns := $caller.namespaceLabels | default (dict "kubernetes.io/metadata.name" (required (printf "%s.namespace (or namespaceLabels) is required" $path) $caller.namespace)) }}
 - namespaceSelector:
     matchLabels:
       {{- toYaml $ns | nindent 6 }}
@@ -184,4 +186,24 @@ podLabels}. Nothing when the caller is disabled.
       {{- toYaml . | nindent 6 }}
   {{- end }}
 {{- end }}
+{{- end }}
+
+{{/* The secret holding the console's key: console.secretKey.existingSecret, else the chart's own. */}}
+{{- define "pdm.consoleSecretName" -}}
+{{- .Values.console.secretKey.existingSecret | default (printf "%s-console" (include "pdm.fullname" .)) }}
+{{- end }}
+
+{{/* The console's Ingress: "true" when it is rendered; fails when the console is off. */}}
+{{- define "pdm.consoleIngress" -}}
+{{- if .Values.console.ingress.enabled }}
+{{- if not .Values.console.enabled }}
+{{- fail "console.ingress.enabled needs console.enabled (without it the console answers 503)" }}
+{{- end -}}
+true
+{{- end }}
+{{- end }}
+
+{{/* "true" when the console is served over TLS through the Ingress: its cookie is then always Secure. */}}
+{{- define "pdm.consoleSecureCookie" -}}
+{{- if and (include "pdm.consoleIngress" .) .Values.console.ingress.tls.enabled }}true{{ end -}}
 {{- end }}

@@ -67,6 +67,15 @@ class DynadotZones:
             refused={**plan.refused, **refused},
         )
 
+    def look(self, pool: str, snap: Snapshot, io: PassIO) -> tuple[list[NameDrift], list[Record]]:
+        zone = self.read(pool, io)
+        scope = snap.scope or frozenset()
+        names = [n for n in diff_zone(zone, snap.states, snap.active, self.record_names, snap.owned, snap.carried)
+                 if n.subdomain in scope]
+        held = [Record(r.host, r.rtype, f"{r.value} {r.extra}".strip(), f"zone {pool}") for r in zone.records
+                if any(r.host == sub or r.host.endswith("." + sub) for sub in scope)]
+        return names, held
+
     def drift(self, pool: str, snap: Snapshot, io: PassIO) -> tuple[list[NameDrift], list[Record]]:
         zone = self.read(pool, io)
         names = diff_zone(zone, snap.states, snap.active, self.record_names, snap.owned, snap.carried)

@@ -295,12 +295,38 @@ class PowerDnsZones:
     # -- drift ---------------------------------------------------------------------------
 
     def drift(self, pool: str, snap: Snapshot, io: PassIO) -> tuple[list[NameDrift], list[Record]]:
-        view = self.read(pool, io)
+        return self._diff(pool, self.read(pool, io), snap, io), []
+
+    def look(self, pool: str, snap: Snapshot, io: PassIO) -> tuple[list[NameDrift], list[Record]]:
+        view = self.read_names(pool, snap.scope or frozenset(), io)
+        names = [n for n in self._diff(pool, view, snap, io) if n.subdomain in (snap.scope or ())]
+        held: list[Record] = []
+        for sub in sorted(snap.scope or ()):
+            zone = view.tenants.get(sub)
+            where = f"zone {sub}.{absolute(pool)}"
+            if zone is not None:
+                held += [Record(sub, "NS", ns, where) for ns in zone.nameservers]
+                held += [Record(host, "A", address, where)
+                         for host, (addresses, _) in sorted(zone.a_records.items()) for address in addresses]
+                held += [Record(sub, "DS", ds, f"{where}: key {key.id} (its DS)") for key in zone.keys
+                         if key.signs for ds in key.ds]
+            delegation = view.parent.delegations.get(sub) if view.parent else None
+            if delegation is not None:
+                parent = f"zone {absolute(pool)} (the delegation)"
+                held += [Record(sub, "NS", ns, parent) for ns in delegation.ns]
+                held += [Record(sub, "DS", ds, parent) for ds in delegation.ds]
+            if view.parent is not None:
+                held += [Record(name, "", what, f"zone {absolute(pool)}") for name, what in view.parent.others
+                         if name == sub or name.endswith("." + sub)]
+        return names, held
+
+    def _diff(self, pool: str, view: PoolDns, snap: Snapshot, io: PassIO) -> list[NameDrift]:
         ours, conflicts = self.ownership(pool, view, snap)
         refused = self.refusals(pool, snap.active, ours, conflicts)
         active = {sub: ip for sub, ip in snap.active.items() if sub not in refused}
         for sub in active:
-            view.tenants[sub] = self.read_tenant(pool, sub, io) if sub in view.zones else None
+            if snap.scope is None or sub not in view.tenants:  # a scoped read has them already
+                view.tenants[sub] = self.read_tenant(pool, sub, io) if sub in view.zones else None
         shaped = set()
         for sub, account in view.zones.items():
             if sub in snap.states or account == ACCOUNT:
@@ -322,4 +348,4 @@ class PowerDnsZones:
         names = [by_name[sub] for sub in sorted(by_name)]
         if view.parent is None:
             names.insert(0, NameDrift("", None, missing=[f"zone {absolute(pool)} (the pool's own)"]))
-        return names, []
+        return names
