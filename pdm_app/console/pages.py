@@ -291,6 +291,12 @@ def renew(pool: str, sub: str):
     return redirect(url_for("console.tenant", pool=a.pool_domain, sub=a.subdomain))
 
 
+@bp.route("/<path:rest>", methods=["GET", "POST"])
+def unknown(rest: str):
+    """Any other path under /console/: a page saying so (the API's answers are JSON)."""
+    raise DomainError("not-found", f"the console has no page {PREFIX}/{rest[:100]}", 404)
+
+
 # -- parsing -------------------------------------------------------------------------------
 
 def _allocation(pool: str, sub: str):

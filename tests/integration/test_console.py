@@ -82,7 +82,7 @@ def test_without_a_key_the_console_is_off_and_says_why(app_factory, db_url):
 def test_every_page_needs_a_signed_in_operator(app):
     client = app.test_client()
     for path in ("/console/", f"/console/pools/{POOL}", "/console/changes", "/console/changes.csv",
-                 f"/console/pools/{POOL}/drift"):
+                 f"/console/pools/{POOL}/drift", "/console/no/such/page"):
         answer = client.get(path)
         assert answer.status_code == 302 and answer.headers["Location"].startswith("/console/login?next=")
     # A bearer token, even an operator's, is no way into a page: the console has its session.
@@ -195,6 +195,9 @@ def test_every_page_sends_the_security_headers(operator):
         assert headers["X-Frame-Options"] == "DENY" and headers["Referrer-Policy"] == "no-referrer"
         assert headers["X-Content-Type-Options"] == "nosniff" and headers["Cache-Control"] == "no-store"
     assert operator.get("/console/pools/nope").status_code == 422
+    unknown = operator.get("/console/no/such/page")
+    assert unknown.status_code == 404 and "Not done: not-found" in text(unknown)
+    assert unknown.headers["X-Frame-Options"] == "DENY"
 
 
 def test_a_post_without_its_csrf_token_changes_nothing(app, operator):
@@ -419,3 +422,12 @@ def test_search_at_the_edges_of_the_range_it_reads(app, operator):
         body = text(operator.get(f"/console/pools/{POOL}?q={prefix}"))
         found = re.findall(r'/tenants/([a-z0-9-]+)"', body)
         assert found == sorted(n for n in names if n.startswith(prefix)), prefix
+
+
+def test_the_stylesheet_is_served_to_anyone_and_is_the_only_asset(app):
+    answer = app.test_client().get("/console/static/console.css")
+    assert answer.status_code == 200 and answer.mimetype == "text/css" and b"prefers-color-scheme: dark" in answer.data
+    page = text(app.test_client().get("/console/login"))
+    assert re.findall(r'<link rel="stylesheet" href="([^"]*)"', page) == ["/console/static/console.css"]
+    assert "src=" not in page and "<script" not in page
+    assert all(u.startswith(("/console/", "#")) for u in re.findall(r'(?:href|action)="([^"]*)"', page))
