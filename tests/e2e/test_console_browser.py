@@ -293,6 +293,23 @@ def test_no_serious_accessibility_violation_on_any_page_light_or_dark(console, f
     assert len(found) == 2 * (len(pages) + 1)
 
 
+def test_every_page_fits_a_phones_width(console, fake):
+    """Readable on a phone: nothing wider than the screen but the tables, which scroll in
+    their own box."""
+    console.activate("acme")
+    console.sign_in()
+    console.driver.set_window_size(390, 844)
+    try:
+        for page in ("/console/", f"/console/pools/{POOL}", f"/console/pools/{POOL}/tenants/acme",
+                     "/console/changes", f"/console/pools/{POOL}/drift", f"/console/pools/{POOL}/retry",
+                     f"/console/pools/{POOL}/tenants/acme/release"):
+            console.open(page)
+            width = console.driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+            assert width[0] <= width[1], (page, width)
+    finally:
+        console.driver.set_window_size(1280, 900)
+
+
 def test_the_screenshot_files_the_readme_shows_are_pngs():
     for name in ("console-pool.png", "console-tenant.png"):
         data = Path(SCREENSHOTS / name).read_bytes()

@@ -431,3 +431,19 @@ def test_the_stylesheet_is_served_to_anyone_and_is_the_only_asset(app):
     assert re.findall(r'<link rel="stylesheet" href="([^"]*)"', page) == ["/console/static/console.css"]
     assert "src=" not in page and "<script" not in page
     assert all(u.startswith(("/console/", "#")) for u in re.findall(r'(?:href|action)="([^"]*)"', page))
+
+
+def test_markup_in_a_registrars_error_is_shown_as_text(app, operator, fake):
+    activate(app, "acme")
+    markup = '<img src=x id=pwn><b>boom</b>'
+    fake.inject("raw", times=50, command="get_dns", body=json.dumps(
+        {"GetDnsResponse": {"ResponseCode": "-1", "Status": "error", "Error": markup}}))
+    assert app.extensions["pdm"].operators.retry_dns(POOL) == {POOL: False}  # a failing pass, its error kept
+    pages = ("/console/", f"/console/pools/{POOL}", f"/console/pools/{POOL}/retry",
+             f"/console/pools/{POOL}/tenants/acme", f"/console/pools/{POOL}/drift")
+    shown = 0
+    for path in pages:
+        body = text(operator.get(path))
+        assert "<img src=x" not in body and "<b>boom" not in body, path
+        shown += "&lt;b&gt;boom&lt;/b&gt;" in body
+    assert shown >= 3, "the error is on the pages, as text"
