@@ -196,6 +196,9 @@ class PoolZone(Base):
     resync_after: Mapped[str | None] = mapped_column(Text, nullable=True)
     resync_checked: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
     resync_total: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
+    # When the pool's last pass that reached its DNS ended, whatever came of it (a good
+    # read, a failure or a block).
+    last_pass_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class OwnedHost(Base):

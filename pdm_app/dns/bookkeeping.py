@@ -74,6 +74,7 @@ def finish(uow: Uow, backend: ZoneBackend, pool: str, snap: Snapshot, done: Conv
         tx.update_pool_zone(
             pool,
             synced_at=now,
+            last_pass_at=now,
             **whole,
             blocked_reason=None, blocked_detail=None, blocked_since=None,
             last_error=None, failing_since=None,
@@ -147,7 +148,7 @@ def fail(uow: Uow, backend: ZoneBackend, pool: str, work: list, exc: Exception, 
         record_failure(tx, pool, work, error, now, for_pool=True)
         zone = tx.pool_zone(pool)
         since = zone.failing_since if zone is not None and zone.last_error else None
-        tx.update_pool_zone(pool, last_error=error[:500], failing_since=since or now)
+        tx.update_pool_zone(pool, last_error=error[:500], failing_since=since or now, last_pass_at=now)
         tx.fail_work([w.id for w in work], error, when)
         tx.schedule_recheck(pool, when if work else now + timedelta(seconds=RECHECK_AFTER_FAILURE), now)
         if retry_after:
@@ -166,7 +167,8 @@ def block(uow: Uow, pool: str, work: list, exc: ZoneBlocked | UnreadableZone, no
     with uow() as tx:
         zone = tx.pool_zone(pool)
         since = zone.blocked_since if zone is not None and zone.blocked_reason == reason else None
-        tx.update_pool_zone(pool, blocked_reason=reason, blocked_detail=detail, blocked_since=since or now)
+        tx.update_pool_zone(pool, blocked_reason=reason, blocked_detail=detail, blocked_since=since or now,
+                            last_pass_at=now)
         record_failure(tx, pool, work, f"blocked ({reason}): {detail}", now)
         tx.fail_work([w.id for w in work], f"blocked ({reason}): {detail}", when)
         # A block lasts until someone acts: no work behind it, no need to read often.

@@ -120,8 +120,10 @@ class PoolStatus:
     ds_check: DsCheck | None = None
     failing: Failing | None = None
     resync: Resync | None = None
-    # When the oldest pending DNS change was queued (None: nothing pending).
+    # When the oldest pending DNS change was queued (None: nothing pending), and when the
+    # last pass that reached the DNS ended, whatever came of it.
     oldest_pending: datetime | None = None
+    last_pass: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -267,7 +269,7 @@ class Operators(UseCases):
                 zone.synced_at if zone else None,
                 zone.foreign_subhost_records if zone and zone.synced_at and backend == "dynadot" else None,
                 backend, ds, checked, failing=_failing(zone), resync=_resync(zone),
-                oldest_pending=pending.get(pool, (0, None))[1],
+                oldest_pending=pending.get(pool, (0, None))[1], last_pass=zone.last_pass_at if zone else None,
             ))
         return result
 

@@ -447,3 +447,7 @@ def test_markup_in_a_registrars_error_is_shown_as_text(app, operator, fake):
         assert "<img src=x" not in body and "<b>boom" not in body, path
         shown += "&lt;b&gt;boom&lt;/b&gt;" in body
     assert shown >= 3, "the error is on the pages, as text"
+    overview = text(operator.get("/console/"))
+    card = overview[overview.index(f">{POOL}</a></h2>"):]
+    last_pass = re.search(r"<dt>Last pass</dt><dd>([^<]*)</dd>", card).group(1)
+    assert last_pass.endswith("ago), failed")
