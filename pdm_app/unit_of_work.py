@@ -144,19 +144,28 @@ class UnitOfWork:
         state, expires_at, conflict = self.session.execute(_NAME_VIEW, {"pool": pool, "sub": sub}).one()
         return state, expires_at, conflict
 
-    def list_allocations(self, pool: str, state: str | None = None, *, limit: int | None = None,
-                         after: str | None = None) -> list:
-        """Rows with PoolAllocation's attributes: plain rows, not ORM objects (a pool may
-        hold 100,000 names, and the list only reads them)."""
-        stmt = (
-            select(*(getattr(PoolAllocation, a.key) for a in PoolAllocation.__mapper__.column_attrs))
-            .where(PoolAllocation.pool_domain == pool)
-            .order_by(PoolAllocation.subdomain)
-        )
+    def list_allocations(self, pool: str, state: str | None = None, *, prefix: str = "",
+                         created_by: str | None = None, sort: str = "name", descending: bool = False,
+                         after: tuple | None = None, limit: int | None = None) -> list:
+        """The pool's allocations in ``sort`` order (``ALLOCATION_SORTS``), names breaking
+        ties; ``after``: the (sort value, name) -- or (name,) in name order -- of the previous
+        page's last row, so a page costs the same anywhere. Rows with PoolAllocation's
+        attributes: plain rows, not ORM objects (a pool may hold 100,000 names, and the
+        list only reads them)."""
+        column = ALLOCATION_SORTS[sort]
+        stmt = select(*(getattr(PoolAllocation, a.key) for a in PoolAllocation.__mapper__.column_attrs)).where(
+            PoolAllocation.pool_domain == pool)
+        if prefix:
+            stmt = stmt.where(*_starting_with(prefix))
         if state is not None:
             stmt = stmt.where(PoolAllocation.state == state)
+        if created_by is not None:
+            stmt = stmt.where(PoolAllocation.created_by == created_by)
+        keys = (PoolAllocation.subdomain,) if column is PoolAllocation.subdomain else (column, PoolAllocation.subdomain)
         if after is not None:
-            stmt = stmt.where(PoolAllocation.subdomain > after)
+            row, mark = tuple_(*keys), tuple_(*after[-len(keys):])
+            stmt = stmt.where(row < mark if descending else row > mark)
+        stmt = stmt.order_by(*(k.desc() if descending else k for k in keys))
         if limit is not None:
             stmt = stmt.limit(limit)
         return list(self.session.execute(stmt))
@@ -258,11 +267,20 @@ class UnitOfWork:
         if events:
             self.session.execute(insert(AllocationEvent), events)
 
-    def history(self, pool: str, sub: str | None, limit: int, before: int | None = None) -> list[AllocationEvent]:
-        """Newest first; ``before`` an event id: the page after the one that ended there."""
-        stmt = select(AllocationEvent).where(AllocationEvent.pool_domain == pool)
-        if sub is not None:
-            stmt = stmt.where(AllocationEvent.subdomain == sub)
+    def history(self, *, pool: str | None = None, sub: str | None = None, caller: str | None = None,
+                action: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                before: int | None = None, limit: int = 100) -> list[AllocationEvent]:
+        """Events, newest first, each filter applied when given (none: across pools);
+        ``before``: an event id, the page after the one that ended there."""
+        stmt = select(AllocationEvent)
+        for column, value in ((AllocationEvent.pool_domain, pool), (AllocationEvent.subdomain, sub),
+                              (AllocationEvent.caller, caller), (AllocationEvent.action, action)):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if since is not None:
+            stmt = stmt.where(AllocationEvent.at >= since)
+        if until is not None:
+            stmt = stmt.where(AllocationEvent.at < until)
         if before is not None:
             stmt = stmt.where(AllocationEvent.id < before)
         return list(self.session.execute(stmt.order_by(AllocationEvent.id.desc()).limit(limit)).scalars())
@@ -471,51 +489,11 @@ class UnitOfWork:
 
     # -- the console's pages ----------------------------------------------------------
 
-    def page_allocations(self, pool: str, *, prefix: str = "", state: str | None = None,
-                         created_by: str | None = None, sort: str = "name", descending: bool = False,
-                         after: tuple | None = None, limit: int = 50) -> list:
-        """A page of the pool's allocations (plain rows, like ``list_allocations``) in
-        ``sort`` order (``ALLOCATION_SORTS``), names breaking ties; ``after``: the (sort
-        value, name) of the previous page's last row -- a page costs the same anywhere."""
-        column = ALLOCATION_SORTS[sort]
-        stmt = select(*(getattr(PoolAllocation, a.key) for a in PoolAllocation.__mapper__.column_attrs)).where(
-            PoolAllocation.pool_domain == pool)
-        if prefix:
-            stmt = stmt.where(*_starting_with(prefix))
-        if state is not None:
-            stmt = stmt.where(PoolAllocation.state == state)
-        if created_by is not None:
-            stmt = stmt.where(PoolAllocation.created_by == created_by)
-        keys = (PoolAllocation.subdomain,) if column is PoolAllocation.subdomain else (column, PoolAllocation.subdomain)
-        if after is not None:
-            row, mark = tuple_(*keys), tuple_(*after[-len(keys):])
-            stmt = stmt.where(row < mark if descending else row > mark)
-        order = [k.desc() if descending else k for k in keys]
-        return list(self.session.execute(stmt.order_by(*order).limit(limit)))
-
     def work_of(self, pool: str, names: Iterable[str]) -> dict[str, tuple[str, str | None, str | None]]:
         """Per name with DNS work queued: its newest work's (action, refusal, last error)."""
         stmt = (select(DnsWork.subdomain, DnsWork.action, DnsWork.refusal, DnsWork.last_error)
                 .where(DnsWork.pool_domain == pool, DnsWork.subdomain.in_(sorted(set(names)))).order_by(DnsWork.id))
         return {sub: (action, refusal, error) for sub, action, refusal, error in self.session.execute(stmt)}
-
-    def search_history(self, *, pool: str | None = None, sub: str | None = None, caller: str | None = None,
-                       action: str | None = None, since: datetime | None = None, until: datetime | None = None,
-                       before: int | None = None, limit: int = 100) -> list[AllocationEvent]:
-        """Events across pools, newest first, each filter applied when given; ``before``:
-        an event id, the page after the one that ended there."""
-        stmt = select(AllocationEvent)
-        for column, value in ((AllocationEvent.pool_domain, pool), (AllocationEvent.subdomain, sub),
-                              (AllocationEvent.caller, caller), (AllocationEvent.action, action)):
-            if value is not None:
-                stmt = stmt.where(column == value)
-        if since is not None:
-            stmt = stmt.where(AllocationEvent.at >= since)
-        if until is not None:
-            stmt = stmt.where(AllocationEvent.at < until)
-        if before is not None:
-            stmt = stmt.where(AllocationEvent.id < before)
-        return list(self.session.execute(stmt.order_by(AllocationEvent.id.desc()).limit(limit)).scalars())
 
     # -- figures for /metrics --------------------------------------------------------
 

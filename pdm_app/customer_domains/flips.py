@@ -226,4 +226,4 @@ class NameserverService:
         adapter = self.adapter(registrar)
         name = domain.normalise(raw_domain) if raw_domain else None
         with UnitOfWork(self.session_factory) as tx:
-            return tx.history(HISTORY_PREFIX + adapter.name, name, limit, before)
+            return tx.history(pool=HISTORY_PREFIX + adapter.name, sub=name, limit=limit, before=before)

@@ -104,10 +104,10 @@ class TenantView:
     look_error: str | None = None
 
 
-def _checked_text(value: str | None, what: str, pattern: re.Pattern = _TEXT) -> str | None:
+def _checked_text(value: str | None, what: str) -> str | None:
     if value is None or value == "":
         return None
-    if not pattern.match(value):
+    if not _TEXT.match(value):
         raise DomainError("invalid-request", f"{what} is not something it can match", 400)
     return value
 
@@ -203,7 +203,7 @@ class ConsoleViews(UseCases):
         created_by = _checked_text(query.created_by, "caller")
         after = _after(_checked_text(query.after, "after"), query.sort)
         with self.uow() as tx:
-            rows = tx.page_allocations(pool, prefix=prefix, state=query.state, created_by=created_by,
+            rows = tx.list_allocations(pool, prefix=prefix, state=query.state, created_by=created_by,
                                        sort=query.sort, descending=query.descending, after=after,
                                        limit=query.limit + 1)
             names = [r.subdomain for r in rows[:query.limit]]
@@ -225,7 +225,7 @@ class ConsoleViews(UseCases):
         if not 1 <= query.limit <= EXPORT_BATCH:
             raise DomainError("invalid-request", f"limit must be between 1 and {EXPORT_BATCH}", 400)
         with self.uow() as tx:
-            events = [_event(e) for e in tx.search_history(**filters, before=query.before, limit=query.limit + 1)]
+            events = [Event.of(e) for e in tx.history(**filters, before=query.before, limit=query.limit + 1)]
         more = len(events) > query.limit
         events = events[:query.limit]
         return events, events[-1].id if more else None
@@ -239,7 +239,7 @@ class ConsoleViews(UseCases):
         def events(before: int | None) -> Iterator[Event]:
             while True:
                 with self.uow() as tx:
-                    batch = [_event(e) for e in tx.search_history(**filters, before=before, limit=EXPORT_BATCH)]
+                    batch = [Event.of(e) for e in tx.history(**filters, before=before, limit=EXPORT_BATCH)]
                 yield from batch
                 if len(batch) < EXPORT_BATCH:
                     return
@@ -268,7 +268,7 @@ class ConsoleViews(UseCases):
             if row is None:
                 return None
             allocation_row = self._row(row, tx.work_of(pool, [sub]).get(sub), tx.conflicts(pool, [sub]).get(sub))
-            events = [_event(e) for e in tx.history(pool, sub, limit + 1, before)]
+            events = [Event.of(e) for e in tx.history(pool=pool, sub=sub, limit=limit + 1, before=before)]
         more = len(events) > limit
         events = events[:limit]
         view = TenantView(allocation_row, self.publisher.backend(pool).kind, events,
@@ -285,8 +285,3 @@ class ConsoleViews(UseCases):
         name = next((n for n in drift if n.subdomain == sub), None)
         return replace(view, records=record_lines(allocation_row.allocation, self.record_names, name, held),
                        drift=name, looked_at=self.clock())
-
-
-def _event(e) -> Event:
-    return Event(e.id, e.subdomain, e.action, e.caller, e.at, e.load_balancer_ip, e.detail,
-                 origin=e.origin, pool_domain=e.pool_domain)

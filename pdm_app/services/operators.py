@@ -83,6 +83,12 @@ class Event:
     origin: str | None = None
     pool_domain: str = ""
 
+    @classmethod
+    def of(cls, row) -> "Event":
+        """The event a history row (``models.AllocationEvent``) records."""
+        return cls(row.id, row.subdomain, row.action, row.caller, row.at, row.load_balancer_ip, row.detail,
+                   row.origin, row.pool_domain)
+
 
 @dataclass(frozen=True)
 class PoolHistory:
@@ -211,7 +217,7 @@ class Operators(UseCases):
         pool = self._pool(pool)
         with self.uow() as tx:
             rows = [to_domain(r) for r in tx.list_allocations(pool, state, limit=None if limit is None else limit + 1,
-                                                              after=after)]
+                                                              after=None if after is None else (after,))]
             pending = [_pending(w) for w in tx.pending_work(pool)]
             zone = tx.pool_zone(pool)
             blocked, failing = _blocked(zone), _failing(zone)
@@ -231,8 +237,7 @@ class Operators(UseCases):
             raise DomainError("invalid-request", "limit must be between 1 and 1000", 400)
         with self.uow() as tx:
             # One more than asked: whether a next page exists.
-            events = [Event(e.id, e.subdomain, e.action, e.caller, e.at, e.load_balancer_ip, e.detail, e.origin,
-                            e.pool_domain) for e in tx.history(pool, sub, limit + 1, before)]
+            events = [Event.of(e) for e in tx.history(pool=pool, sub=sub, limit=limit + 1, before=before)]
         more = len(events) > limit
         events = events[:limit]
         return PoolHistory(pool, events, events[-1].id if more else None)

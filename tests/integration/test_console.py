@@ -357,7 +357,7 @@ def test_the_export_reads_in_batches_and_misses_nothing(app, operator, monkeypat
     exported = json.loads(text(operator.get("/console/changes.json")))
     ids = [e["id"] for e in exported]
     with app.extensions["pdm"].operators.uow() as tx:
-        every = [e.id for e in tx.search_history(limit=1000)]
+        every = [e.id for e in tx.history(limit=1000)]
     assert len(every) >= 12 and ids == every
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ... import domain
 from ...locks import DatabaseLock
 from .. import ownership
 from ..backend import Converged, NameDrift, PassIO, Snapshot, account_id, foreign_json
@@ -73,7 +74,7 @@ class DynadotZones:
         names = [n for n in diff_zone(zone, snap.states, snap.active, self.record_names, snap.owned, snap.carried)
                  if n.subdomain in scope]
         held = [Record(r.host, r.rtype, f"{r.value} {r.extra}".strip(), f"zone {pool}") for r in zone.records
-                if any(r.host == sub or r.host.endswith("." + sub) for sub in scope)]
+                if domain.tenant_of(r.host) in scope]
         return names, held
 
     def drift(self, pool: str, snap: Snapshot, io: PassIO) -> tuple[list[NameDrift], list[Record]]:

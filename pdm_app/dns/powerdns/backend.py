@@ -317,7 +317,7 @@ class PowerDnsZones:
                 held += [Record(sub, "DS", ds, parent) for ds in delegation.ds]
             if view.parent is not None:
                 held += [Record(name, "", what, f"zone {absolute(pool)}") for name, what in view.parent.others
-                         if name == sub or name.endswith("." + sub)]
+                         if domain.tenant_of(name) == sub]
         return names, held
 
     def _diff(self, pool: str, view: PoolDns, snap: Snapshot, io: PassIO) -> list[NameDrift]:
