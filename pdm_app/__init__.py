@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from flask import Flask
 from sqlalchemy import Engine
@@ -25,6 +26,10 @@ from .logs import configure_logging
 from .services.console import ConsoleViews
 from .services.lifecycle import Lifecycle
 from .services.operators import Operators
+from .services.webhooks import Webhooks
+from .unit_of_work import UnitOfWork
+from .webhooks.delivery import Deliverer
+from .webhooks.events import Outbox
 
 # Every request body of the contract is a few hundred bytes.
 MAX_BODY_BYTES = 16 * 1024
@@ -45,6 +50,8 @@ class Pdm:
     operators: Operators
     nameservers: NameserverService
     console: ConsoleViews
+    webhooks: Webhooks
+    deliverer: Deliverer
     jobs: JobRunner = field(init=False)
 
     def __post_init__(self):
@@ -63,7 +70,8 @@ def dns_backends(settings: Settings, engine: Engine, registrar: Registrar | None
 def build(settings: Settings, registrar: Registrar | None = None) -> Pdm:
     """Wire the service. Opens no connection and starts no thread (fork-safe)."""
     engine = make_engine(settings.database_url, threads=settings.gunicorn_threads)
-    session_factory = make_session_factory(engine)
+    # Every transaction that records history writes its webhooks with it (the outbox).
+    session_factory = make_session_factory(engine, Outbox(settings.webhooks.endpoints, settings.webhooks.public_url))
     backends = dns_backends(settings, engine, registrar)
     publisher = DnsPublisher(
         session_factory,
@@ -92,6 +100,8 @@ def build(settings: Settings, registrar: Registrar | None = None) -> Pdm:
         session_factory,
         publisher,
         ds_checker=functools.partial(check_ds, nameserver=settings.ds_check_nameserver),
+        max_subhost_records=settings.max_subhost_records,
+        webhook_endpoints=tuple(e.name for e in settings.webhooks.endpoints),
         **shared,
     )
     nameservers = NameserverService(
@@ -105,7 +115,12 @@ def build(settings: Settings, registrar: Registrar | None = None) -> Pdm:
         session_factory,
     )
     console = ConsoleViews(session_factory, publisher, **shared)
-    return Pdm(settings, engine, session_factory, publisher, lifecycle, operators, nameservers, console)
+    webhooks = Webhooks(session_factory, settings.webhooks)
+    # A clock with fractions of a second: a short retry schedule is due when it says.
+    deliverer = Deliverer(lambda: UnitOfWork(session_factory), settings.webhooks,
+                          lambda: datetime.now(timezone.utc))
+    return Pdm(settings, engine, session_factory, publisher, lifecycle, operators, nameservers, console, webhooks,
+               deliverer)
 
 
 def create_app(settings: Settings | None = None, registrar: Registrar | None = None) -> Flask:
@@ -117,7 +132,7 @@ def create_app(settings: Settings | None = None, registrar: Registrar | None = N
     app.extensions["pdm"] = build(settings, registrar)
 
     from . import console
-    from .api import access, errors, health, openapi, pool, ratelimit, registrars
+    from .api import access, errors, health, openapi, pool, ratelimit, registrars, webhooks
 
     book = TokenBook(settings.api_tokens)
     access.install(app, book, settings.effective_auth_mode)
@@ -125,6 +140,7 @@ def create_app(settings: Settings | None = None, registrar: Registrar | None = N
     app.register_blueprint(pool.bp)
     app.register_blueprint(pool.pools_bp)
     app.register_blueprint(registrars.bp)
+    app.register_blueprint(webhooks.bp)
     app.register_blueprint(openapi.bp)
     console.install(app, settings, book)
     errors.register_error_handlers(app)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from .auth import AUTH_DISABLED, AUTH_MODES, AUTH_OPERATORS, AUTH_TOKENS, ApiToken, check_unique, parse_tokens
+from .webhooks.endpoints import WebhookSettings, load_webhooks
 
 DEFAULT_POOLS = ("omani.works", "openova.io")
 DEFAULT_DYNADOT_URL = "https://api.dynadot.com/api3.json"
@@ -279,6 +280,8 @@ class Settings:
     console_idle_timeout: float = 1800.0
     console_sso_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     console_secure_cookie: bool = False
+    # Where webhooks go, and how hard to try (PDM_WEBHOOKS, PDM_WEBHOOK_*).
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
     def effective_auth_mode(self) -> str:
@@ -446,7 +449,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         console_idle_timeout=_duration(env, "PDM_CONSOLE_IDLE_TIMEOUT", 1800.0),
         console_sso_proxies=_proxies(env, "PDM_CONSOLE_SSO_PROXIES"),
         console_secure_cookie=_flag(env, "PDM_CONSOLE_SECURE_COOKIE", False),
+        webhooks=_webhooks(env),
     )
+
+
+def _webhooks(env: Mapping[str, str]) -> WebhookSettings:
+    try:
+        return load_webhooks(env, _duration, parse_duration)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:

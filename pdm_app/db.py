@@ -78,5 +78,7 @@ def _make_sqlite_serialisable(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_session_factory(engine: Engine) -> sessionmaker:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+def make_session_factory(engine: Engine, outbox=None) -> sessionmaker:
+    """``outbox``: what turns a transaction's history events into its webhook messages
+    (``webhooks.events.Outbox``; None: no webhooks), kept in every session's ``info``."""
+    return sessionmaker(bind=engine, expire_on_commit=False, info={"outbox": outbox})

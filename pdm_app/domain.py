@@ -235,6 +235,13 @@ def tenant_hosts(sub: str, record_names: tuple[str, ...]) -> list[str]:
     return [sub if name == "@" else f"{name}.{sub}" for name in record_names]
 
 
+def zone_subhost_records(tenants: int, record_names: tuple[str, ...], foreign: int) -> int:
+    """The sub-host records a whole-zone (Dynadot) write carries: every active tenant's
+    records, and the ``foreign`` ones that are not the service's. The registrar takes at
+    most ``PDM_MAX_SUBHOST_RECORDS``."""
+    return tenants * len(record_names) + foreign
+
+
 def tenant_of(host: str) -> str:
     """The tenant label a sub-host belongs to ("console.acme" and "acme" -> "acme")."""
     return host.rsplit(".", 1)[-1]

@@ -1,5 +1,6 @@
 """Background jobs on APScheduler: the sweeper; the DNS pass for pools with work due, a
-read owed or a resync due; and pruning the history past its retention.
+read owed or a resync due; sending webhooks; the look at each PowerDNS pool's DS at its
+registrar; and pruning the history and the webhooks past their retention.
 
 Every gunicorn worker of every replica starts a scheduler, but a job only does work in
 the one process that holds the deployment-wide ``jobs`` lock (a PostgreSQL advisory lock
@@ -24,6 +25,21 @@ log = logging.getLogger(__name__)
 
 # Pruning is a cheap indexed delete; hourly keeps the table near its retention.
 PRUNE_INTERVAL = 3600.0
+# A PowerDNS pool's DS at its registrar changes when an operator acts: a look every five
+# minutes keeps pdm_dns_ds_status (and its alerts) current at one DNS query per pool.
+DS_CHECK_INTERVAL = 300.0
+
+
+class _SkippedTicks(logging.Filter):
+    """A tick that finds the previous one still running is skipped (``max_instances=1``,
+    on purpose: a slow webhook receiver keeps one tick busy): APScheduler says so at
+    warning level every interval, which would flood the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
+logging.getLogger("apscheduler.scheduler").addFilter(_SkippedTicks())
 
 
 class JobRunner:
@@ -62,9 +78,23 @@ class JobRunner:
             return 0
         return self.pdm.publisher.publish_due(self.pdm.settings.managed_domains)
 
+    def deliver_webhooks(self) -> int:
+        if not self.is_leader():
+            return 0
+        # Asked again before each batch: a leader that lost its lock stops sending.
+        return self.pdm.deliverer.deliver(self.is_leader)
+
+    def check_ds(self) -> int:
+        if not self.is_leader():
+            return 0
+        return len(self.pdm.operators.record_ds_checks())
+
     def prune_history(self) -> int:
         if not self.is_leader():
             return 0
+        webhooks = self.pdm.deliverer.prune()
+        if webhooks:
+            log.info("pruned %d webhook message(s) past the retention", webhooks)
         pruned = self.pdm.lifecycle.prune_history()
         metrics.HISTORY_PRUNED.inc(pruned)
         if pruned:
@@ -94,6 +124,12 @@ class JobRunner:
                           id="dns-retry", name="dns-retry", **common)
         scheduler.add_job(self._guarded(self.prune_history), "interval", seconds=PRUNE_INTERVAL,
                           id="history-prune", name="history-prune", **common)
+        if any(settings.dns_backend(pool) == "powerdns" for pool in settings.managed_domains):
+            scheduler.add_job(self._guarded(self.check_ds), "interval", seconds=DS_CHECK_INTERVAL,
+                              id="ds-check", name="ds-check", **common)
+        if settings.webhooks.endpoints:
+            scheduler.add_job(self._guarded(self.deliver_webhooks), "interval", seconds=settings.webhooks.interval,
+                              id="webhooks", name="webhooks", **common)
         scheduler.start()
         self.scheduler = scheduler
         log.info("background jobs scheduled (sweeper every %ss, dns retry every %ss)",

@@ -22,7 +22,7 @@ from sqlalchemy.types import TypeDecorator
 
 # The Alembic head these models describe; /readyz compares the database with it.
 # Revision ids are zero-padded numbers ("0003" follows "0002"), so they order.
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0010"
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -199,6 +199,10 @@ class PoolZone(Base):
     # When the pool's last pass that reached its DNS ended, whatever came of it (a good
     # read, a failure or a block).
     last_pass_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # PowerDNS pools: what the job leader's last look at the DS the pool domain's registrar
+    # publishes found (published, missing, different, unknown), and when (migration 0010).
+    ds_status: Mapped[str | None] = mapped_column(Text, nullable=True)
+    ds_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class OwnedHost(Base):
@@ -252,3 +256,61 @@ class RateLimitCounter(Base):
     hits: Mapped[int] = mapped_column(BigInteger)
     # Seconds since the epoch: the limits library's clock.
     expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class WebhookMessage(Base):
+    """The outbox: one event for one endpoint, written in the transaction of the change
+    that caused it, and marked once the endpoint took it (or given up after the retry
+    schedule). Deleted past PDM_WEBHOOK_RETENTION whatever became of it."""
+
+    __tablename__ = "webhook_messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # webhook-id: the same for every endpoint, retry, duplicate and replay of the event.
+    msg_id: Mapped[str] = mapped_column(Text)
+    endpoint: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(Text)
+    # What order is kept per: "pool/name" (an allocation), "pool" or "registrar:x/domain".
+    subject: Mapped[str] = mapped_column(Text)
+    pool_domain: Mapped[str] = mapped_column(Text)
+    # The body exactly as signed and sent.
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        # What the deliverer reads: an endpoint's undelivered messages in order.
+        Index(
+            "ix_webhook_messages_endpoint_id_pending", "endpoint", "id",
+            postgresql_where=text("delivered_at IS NULL AND failed_at IS NULL"),
+            sqlite_where=text("delivered_at IS NULL AND failed_at IS NULL"),
+        ),
+        # Order per subject: is an older message of the same subject still undelivered?
+        Index(
+            "ix_webhook_messages_endpoint_subject_id_pending", "endpoint", "subject", "id",
+            postgresql_where=text("delivered_at IS NULL AND failed_at IS NULL"),
+            sqlite_where=text("delivered_at IS NULL AND failed_at IS NULL"),
+        ),
+        Index("ix_webhook_messages_created_at", "created_at"),
+        Index("ix_webhook_messages_msg_id", "msg_id"),
+    )
+
+
+class WebhookEndpoint(Base):
+    """What a configured endpoint told the service: gone (410: disabled until an operator
+    enables it again) or busy (429/503 with Retry-After: paused until then)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

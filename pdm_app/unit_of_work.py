@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import domain, logs
 from .locks import advisory_key
-from .models import AllocationEvent, DnsConflict, DnsWork, OwnedHost, PoolAllocation, PoolZone, RegistrarAccount
+from .models import (AllocationEvent, DnsConflict, DnsWork, OwnedHost, PoolAllocation, PoolZone, RegistrarAccount,
+                     WebhookEndpoint, WebhookMessage)
 
 
 def _conflict_detail(pool: str, sub: str):
@@ -263,9 +264,24 @@ class UnitOfWork:
 
     def record_events(self, events: list[dict]) -> None:
         """Many events (``event(...)``s) in one statement -- an INSERT, not ORM objects
-        flushed at the commit (half a write request's CPU was that flush)."""
-        if events:
-            self.session.execute(insert(AllocationEvent), events)
+        flushed at the commit (half a write request's CPU was that flush) -- and their
+        webhooks, in the same transaction (the outbox the session factory carries)."""
+        if not events:
+            return
+        self.session.execute(insert(AllocationEvent), events)
+        outbox = self.session.info.get("outbox")
+        messages = outbox.rows(events) if outbox else []
+        if not messages:
+            return
+        if self.dialect == "postgresql":
+            # A subject's messages get their ids in the order their transactions commit:
+            # the deliverer, reading in id order, never sends one before an older one that
+            # was still uncommitted. (SQLite runs one writer at a time.) Keys sorted: two
+            # transactions never wait on each other's in opposite orders.
+            keys = sorted({advisory_key("webhook-order:" + m["subject"]) for m in messages})
+            self.session.execute(text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) "
+                                      "AS k"), {"keys": keys})
+        self.session.execute(insert(WebhookMessage), messages)
 
     def history(self, *, pool: str | None = None, sub: str | None = None, caller: str | None = None,
                 action: str | None = None, since: datetime | None = None, until: datetime | None = None,
@@ -495,6 +511,83 @@ class UnitOfWork:
                 .where(DnsWork.pool_domain == pool, DnsWork.subdomain.in_(sorted(set(names)))).order_by(DnsWork.id))
         return {sub: (action, refusal, error) for sub, action, refusal, error in self.session.execute(stmt)}
 
+    # -- webhooks -------------------------------------------------------------------
+
+    def due_webhooks(self, endpoint: str, now: datetime, limit: int) -> list[WebhookMessage]:
+        """An endpoint's messages to send now, in id order: of each subject only the
+        oldest undelivered one (order per allocation), and only once it is due."""
+        older = WebhookMessage.__table__.alias("older")
+        pending = (WebhookMessage.delivered_at.is_(None), WebhookMessage.failed_at.is_(None))
+        stmt = (select(WebhookMessage)
+                .where(WebhookMessage.endpoint == endpoint, *pending, WebhookMessage.next_attempt_at <= now,
+                       ~select(older.c.id).where(older.c.endpoint == endpoint, older.c.subject == WebhookMessage.subject,
+                                                 older.c.id < WebhookMessage.id, older.c.delivered_at.is_(None),
+                                                 older.c.failed_at.is_(None)).exists())
+                .order_by(WebhookMessage.id).limit(limit))
+        return list(self.session.execute(stmt).scalars())
+
+    def update_webhook(self, message_id: int, **values) -> None:
+        self.session.execute(update(WebhookMessage).where(WebhookMessage.id == message_id).values(**values))
+
+    def webhook_endpoints(self) -> dict[str, WebhookEndpoint]:
+        return {e.name: e for e in self.session.execute(select(WebhookEndpoint)).scalars()}
+
+    def update_webhook_endpoint(self, name: str, **values) -> None:
+        stmt = self._insert(WebhookEndpoint).values(name=name, **values)
+        self.session.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=values))
+
+    def webhook_messages(self, *, endpoint: str | None = None, state: str | None = None, msg_id: str | None = None,
+                         before: int | None = None, limit: int = 50) -> list[WebhookMessage]:
+        """Messages newest first; ``state``: pending, delivered or failed."""
+        stmt = select(WebhookMessage)
+        if endpoint is not None:
+            stmt = stmt.where(WebhookMessage.endpoint == endpoint)
+        if msg_id is not None:
+            stmt = stmt.where(WebhookMessage.msg_id == msg_id)
+        if state == "pending":
+            stmt = stmt.where(WebhookMessage.delivered_at.is_(None), WebhookMessage.failed_at.is_(None))
+        elif state == "delivered":
+            stmt = stmt.where(WebhookMessage.delivered_at.is_not(None))
+        elif state == "failed":
+            stmt = stmt.where(WebhookMessage.failed_at.is_not(None))
+        if before is not None:
+            stmt = stmt.where(WebhookMessage.id < before)
+        return list(self.session.execute(stmt.order_by(WebhookMessage.id.desc()).limit(limit)).scalars())
+
+    def replay_webhooks(self, now: datetime, *, msg_id: str | None = None, since: datetime | None = None,
+                        until: datetime | None = None, endpoint: str | None = None) -> int:
+        """Send matching messages again (the same webhook-id), from their first attempt."""
+        stmt = update(WebhookMessage).values(delivered_at=None, failed_at=None, attempts=0, next_attempt_at=now)
+        if msg_id is not None:
+            stmt = stmt.where(WebhookMessage.msg_id == msg_id)
+        if since is not None:
+            stmt = stmt.where(WebhookMessage.created_at >= since)
+        if until is not None:
+            stmt = stmt.where(WebhookMessage.created_at < until)
+        if endpoint is not None:
+            stmt = stmt.where(WebhookMessage.endpoint == endpoint)
+        return self.session.execute(stmt).rowcount or 0
+
+    def prune_webhooks(self, older_than: datetime) -> int:
+        return self.session.execute(delete(WebhookMessage).where(WebhookMessage.created_at < older_than)).rowcount or 0
+
+    def webhook_figures(self, now: datetime) -> dict[str, tuple[int, datetime | None, int, bool]]:
+        """Per endpoint with messages or a state: (pending, when the oldest pending was
+        written, failed (given up), disabled)."""
+        pending = (WebhookMessage.delivered_at.is_(None), WebhookMessage.failed_at.is_(None))
+        counts = select(WebhookMessage.endpoint, func.count(), func.min(WebhookMessage.created_at)).where(
+            *pending).group_by(WebhookMessage.endpoint)
+        failed = select(WebhookMessage.endpoint, func.count()).where(
+            WebhookMessage.failed_at.is_not(None)).group_by(WebhookMessage.endpoint)
+        figures: dict[str, list] = {}
+        for name, n, oldest in self.session.execute(counts):
+            figures[name] = [n, oldest, 0, False]
+        for name, n in self.session.execute(failed):
+            figures.setdefault(name, [0, None, 0, False])[2] = n
+        for e in self.session.execute(select(WebhookEndpoint)).scalars():
+            figures.setdefault(e.name, [0, None, 0, False])[3] = e.disabled_at is not None
+        return {name: tuple(f) for name, f in figures.items()}
+
     # -- figures for /metrics --------------------------------------------------------
 
     def allocation_counts(self, pool: str | None = None) -> dict[tuple[str, str], int]:
@@ -527,6 +620,15 @@ class UnitOfWork:
                   .group_by(DnsWork.pool_domain))
         stmt = select(DnsWork.pool_domain, DnsWork.last_error).where(DnsWork.id.in_(newest))
         return {pool: error for pool, error in self.session.execute(stmt)}
+
+    # -- figures for alerts ----------------------------------------------------------
+
+    def registrar_pauses(self, accounts: Iterable[str]) -> dict[str, datetime]:
+        """Until when the registrar asked every caller with each of ``accounts`` to wait
+        (accounts never paused are left out)."""
+        stmt = select(RegistrarAccount.account, RegistrarAccount.paused_until).where(
+            RegistrarAccount.account.in_(sorted(set(accounts))), RegistrarAccount.paused_until.is_not(None))
+        return {account: until for account, until in self.session.execute(stmt)}
 
     # -- health --------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 from pdm_app import create_app
 from pdm_app.config import CUSTOMER_REGISTRAR_URL_VARIABLES, Settings, normalise_database_url, parse_ip_ranges
 from pdm_app.dns.zone import Record
+from pdm_app.models import Base
 from pdm_app.testing.fake_dynadot import FakeDynadot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,8 +107,8 @@ def reset_schema(url: str) -> None:
     command.upgrade(alembic_config(url), "head")
 
 
-TABLES = ("allocation_history", "dns_conflicts", "dns_owned_hosts", "dns_work", "pool_allocations", "pool_zones",
-          "rate_limit_counters", "registrar_accounts")
+# Every table the models map: a new one is emptied between tests without a line here.
+TABLES = tuple(sorted(table.name for table in Base.metadata.sorted_tables))
 
 
 def truncate(url: str) -> None:
@@ -484,11 +485,33 @@ class RequiredTests:
             session.exitstatus = 1
 
 
+# The chart's alerts are proven with Debian's Prometheus (tests/e2e/test_alerts.py): the
+# tests marked `prometheus` take ``prometheus_tools``; without prometheus and promtool they
+# are skipped -- unless PDM_REQUIRE_PROMETHEUS=1 (CI), which makes that a failure.
+PROMETHEUS_INSTALL = "apt-get install --no-install-recommends prometheus"
+
+
+@pytest.fixture(scope="session")
+def prometheus_tools() -> dict[str, str]:
+    """``{"prometheus": path, "promtool": path}``: Debian's binaries."""
+    found = {name: os.path.join("/usr/bin", name) for name in ("prometheus", "promtool")}
+    missing = [name for name, path in found.items() if not os.access(path, os.X_OK)]
+    if missing:
+        why = f"no {' or '.join(missing)} in /usr/bin: {PROMETHEUS_INSTALL}"
+        if os.environ.get("PDM_REQUIRE_PROMETHEUS") == "1":
+            pytest.fail(f"Prometheus is required (PDM_REQUIRE_PROMETHEUS=1): {why}")
+        pytest.skip(why)
+    return found
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "powerdns: needs the local PowerDNS server (pdns_server, gsqlite3)")
     config.addinivalue_line("markers", "browser: drives the console in Debian's headless chromium")
+    config.addinivalue_line("markers", "prometheus: needs Debian's prometheus and promtool")
     config.pluginmanager.register(RequiredTests("powerdns", "powerdns_server", "PDM_REQUIRE_POWERDNS", "PowerDNS"),
                                   "pdm-powerdns")
     # The browser's fixture, ``chrome``, is browser_support's.
     config.pluginmanager.register(RequiredTests("browser", "chrome", "PDM_REQUIRE_BROWSER", "Browser"), "pdm-browser")
+    config.pluginmanager.register(RequiredTests("prometheus", "prometheus_tools", "PDM_REQUIRE_PROMETHEUS",
+                                                "Prometheus"), "pdm-prometheus")
 # == end of PowerDNS ===========================================================================

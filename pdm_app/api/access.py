@@ -71,7 +71,8 @@ def install(app: Flask, book: TokenBook, auth_mode: str) -> None:
         g.request_id = rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex
         g.log_context = logs.request_id.set(g.request_id)
         # Where the changes this request makes come from: the console's pages, or the API.
-        g.origin_context = logs.origin.set(f"{'console' if request.blueprint == 'console' else 'api'} {client_ip()}")
+        # (request.blueprints: the console's own blueprint and those nested in it.)
+        g.origin_context = logs.origin.set(f"{'console' if 'console' in request.blueprints else 'api'} {client_ip()}")
         needed = getattr(current_app.view_functions.get(request.endpoint), "required_role", None)
         g.caller, refusal = gate.admit(request.headers.get("Authorization"), needed)
         if refusal is not None:

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, current_app, jsonify
 
 from .. import domain, metrics
 from ..models import SCHEMA_REVISION
+from ..services.figures import schema_is_current  # pdm_ready on /metrics applies the same rule
 from . import schemas
 
 bp = Blueprint("health", __name__)
@@ -28,13 +29,6 @@ def healthz():
                        detail="the database cannot be reached"), 503
     return jsonify(schemas.HealthSchema().dump({"status": "ok", "managedDomains": sorted(pdm.settings.managed_domains),
                                                 "registrars": pdm.nameservers.supported(), "dns": dns}))
-
-
-def schema_is_current(revision: str | None) -> bool:
-    """At this release's head, or ahead of it: during a rolling upgrade the new release's
-    migration runs first, and its migrations keep the previous release working (expand,
-    then contract), so old pods stay ready. Revision ids are zero-padded numbers."""
-    return revision is not None and revision.isdigit() and int(revision) >= int(SCHEMA_REVISION)
 
 
 @bp.get("/readyz")

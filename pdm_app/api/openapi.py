@@ -8,7 +8,8 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, jsonify
 
-from . import schemas
+from ..webhooks.events import EVENT_TYPES
+from . import schemas, webhook_schemas
 
 bp = Blueprint("openapi", __name__)
 
@@ -33,13 +34,22 @@ ERRORS = {
 QUERY = {
     "sub": ({"type": "string"}, "The subdomain"),
     "limit": ({"type": "integer", "minimum": 1, "maximum": 1000},
-              "At most this many items: events (default 500), or allocations (default: the whole pool)"),
+              "At most this many items: events (default 500), allocations (default: the whole pool), or webhook "
+              "messages (default 100)"),
     "after": ({"type": "string", "maxLength": 63}, "Allocations after this subdomain (the previous page's nextAfter)"),
-    "before": ({"type": "integer", "minimum": 1}, "Events older than this id (the previous page's nextBefore)"),
+    "before": ({"type": "integer", "minimum": 1},
+               "Events (or webhook messages) older than this id (the previous page's nextBefore)"),
     "domain": ({"type": "string"}, "Only the events of this domain"),
+    "endpoint": ({"type": "string", "minLength": 1, "maxLength": webhook_schemas.NAME_LENGTH},
+                 "Only this webhook endpoint's messages"),
+    "state": ({"type": "string", "enum": list(webhook_schemas.STATES)},
+              "Only messages in this state: pending (waiting to be sent, or sent again), delivered, or failed "
+              "(given up after the retry schedule)"),
 }
-PATH_PARAMETERS = {"domain": "The pool domain", "registrar": "cloudflare, dynadot, godaddy, namecheap or ovh"}
+PATH_PARAMETERS = {"domain": "The pool domain", "registrar": "cloudflare, dynadot, godaddy, namecheap or ovh",
+                   "name": "A webhook endpoint's name (as GET /api/v1/webhooks lists it; a URL's slashes as %2F)"}
 REGISTRAR = "/api/v1/registrar/{registrar}"
+WEBHOOKS = "/api/v1/webhooks"
 # What the registrar routes answer besides 200 (the body carries registrar and domain).
 REGISTRAR_ERRORS = (
     (400, "invalid-body: not a JSON object, or a field of the wrong type"),
@@ -107,13 +117,96 @@ OPERATIONS = [
       (429, "rate-limited: this caller sent more requests than PDM_RATE_LIMITS allows (Retry-After)"),
       (503, "The database cannot be reached")),
      ("domain", "limit", "before"), True),
+    (WEBHOOKS, "get", "Every webhook endpoint's deliveries: pending, failed, disabled, paused, last error "
+     "(operators)", None, {200: ("The endpoints: the configured ones, and any other whose messages are still kept",
+                                 webhook_schemas.WebhookEndpointsSchema)}, (401, 403, 429, 503), (), True),
+    (f"{WEBHOOKS}/messages", "get", "Webhook messages, newest first, paged (operators)", None,
+     {200: ("Messages (nextBefore when there are older ones)", webhook_schemas.WebhookMessagesSchema)},
+     ((400, "invalid-request: a query parameter of the wrong type or range", "Error"), 401, 403, 429, 503),
+     ("endpoint", "state", "limit", "before"), True),
+    (f"{WEBHOOKS}/replay", "post", "Send webhook messages again, with their webhook-id, from a first attempt: one "
+     "(id), or those written in a time range (since, until); of one endpoint or all (operators)",
+     webhook_schemas.WebhookReplayRequest, {200: ("Pending again", webhook_schemas.WebhookReplayedSchema)},
+     ((400, "invalid-request (a field of the wrong type), invalid-id (not msg_ and 32 hexadecimal digits), or "
+            "invalid-replay (neither an id nor a range, both, or since not before until)", "Error"),
+      401, 403, (404, "unknown-endpoint (no configured endpoint has that name), or not-found (no retained message "
+                      "matches)", "Error"), 413, 429, 503), (), True),
+    (f"{WEBHOOKS}/endpoints/{{name}}/enable", "post", "Deliver to an endpoint again after a 410 Gone disabled it "
+     "(also ends a pause) (operators)", None, {200: ("The endpoint, enabled", webhook_schemas.WebhookEndpointSchema)},
+     (401, 403, (404, "unknown-endpoint: no configured endpoint has that name", "Error"), 429, 503), (), True),
 ]
+
+
+# What each webhook event means (x-webhooks: one entry per type of webhooks.events).
+EVENTS = {
+    "allocation.reserved": "A name was reserved (state reserved; no address yet).",
+    "allocation.committed": "A reservation was committed: the allocation is active. Its DNS records may still be "
+                            "pending: allocation.published follows once they are live.",
+    "allocation.published": "The allocation's DNS records are live at the pool's DNS host (state active, address "
+                            "the load balancer): what the caller of a commit answered 202 waits for.",
+    "allocation.renewed": "A reservation was held longer (state reserved).",
+    "allocation.released": "An allocation was released (state released); for an active one, "
+                           "allocation.unpublished follows once its records are removed.",
+    "allocation.unpublished": "A released allocation's DNS records are removed (state released).",
+    "allocation.expired": "A reservation lapsed without a commit and was deleted (state expired).",
+    "pool.blocked": "The pool's DNS is blocked (state blocked, name empty): a read of its zone looked broken, so "
+                    "nothing is written to it until a good read or an operator's reconcile --force; detail says why.",
+    "pool.unblocked": "The pool's DNS is written again (state unblocked, name empty).",
+    "pool.drift_repaired": "A pass put back the service's own records of a tenant (name) that had gone or changed "
+                           "in the pool's DNS (state repaired).",
+    "nameservers.flipped": "A customer's domain was delegated to new nameservers at their registrar (pool "
+                           "registrar:<name>, name the domain; state ok, or pending when the registrar applies it "
+                           "later).",
+}
+WEBHOOK_HEADERS = (
+    ("webhook-id", {"type": "string", "pattern": webhook_schemas.MSG_ID_PATTERN},
+     "The message's id: the same on every retry, duplicate and replay of the event, and for every endpoint. "
+     "Delivery is at least once: a receiver skips an id it has processed."),
+    ("webhook-timestamp", {"type": "string", "pattern": "^[0-9]+$"},
+     "When this attempt was signed, in Unix seconds (a receiver refuses one far from its clock)."),
+    ("webhook-signature", {"type": "string"},
+     "v1,<base64 HMAC-SHA256 of \"{webhook-id}.{webhook-timestamp}.{body}\">, one per secret of the endpoint, "
+     "space-separated (several while a secret is rotated in). Verify it with a Standard Webhooks library."),
+)
+WEBHOOK_ANSWERS = {
+    "2XX": "Taken: the message is delivered.",
+    "410": "Gone: the endpoint is disabled, its messages wait, until an operator enables it again.",
+    "429": "Busy: nothing more is sent to the endpoint until its Retry-After (delta-seconds or an HTTP date; at "
+           "most an hour; without one, the retry schedule's first delay); no attempt is counted. So is a 503 "
+           "with Retry-After.",
+    "default": "Any other answer (a redirect is not followed), no answer, or none within PDM_WEBHOOK_TIMEOUT: sent "
+               "again per PDM_WEBHOOK_RETRY_SCHEDULE (5s,5m,30m,2h,5h,10h,10h, each +-20%), then given up "
+               "(failed; an operator can replay it).",
+}
+
+
+def _webhooks(spec: APISpec) -> dict:
+    """The events a configured endpoint is sent (POST, JSON, signed), one per type, for the
+    document's x-webhooks (OpenAPI 3.0 has no webhooks section; 3.1's has this shape)."""
+    spec.components.schema("WebhookEventData", schema=webhook_schemas.WebhookEventDataSchema)
+    spec.components.schema("WebhookEvent", schema=webhook_schemas.WebhookEventSchema)
+    entries = {}
+    for kind in EVENT_TYPES:
+        body = {"allOf": [{"$ref": "#/components/schemas/WebhookEvent"},
+                          {"type": "object", "properties": {"type": {"type": "string", "enum": [kind]}}}]}
+        entries[kind] = {"post": {
+            "summary": kind,
+            "description": EVENTS[kind] + " Sent to every endpoint of PDM_WEBHOOKS whose events include it (all "
+                                          "when it lists none), in order per allocation (per pool for pool.*).",
+            "parameters": [{"in": "header", "name": name, "required": True, "schema": schema,
+                            "description": description} for name, schema, description in WEBHOOK_HEADERS],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {status: {"description": text} for status, text in WEBHOOK_ANSWERS.items()},
+        }}
+    return entries
 
 
 def _timestamp_properties(self, field, **kwargs) -> dict:
     # apispec leaves a custom DateTime format undescribed; ours is plain RFC 3339.
     if isinstance(field, schemas.Timestamp):
         return {"format": "date-time", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"}
+    if isinstance(field, webhook_schemas.Instant):
+        return {"type": "string", "format": "date-time"}
     if isinstance(field, schemas.Ttl):
         return {"oneOf": [{"type": "number", "minimum": 0, "exclusiveMinimum": True},
                           {"type": "string", "maxLength": 32}],
@@ -156,9 +249,8 @@ def build_spec() -> dict:
             operation["responses"][str(status)] = {"description": description,
                                                    "content": {"application/json": {"schema": schema}}}
         for status in errors:
-            if isinstance(status, tuple):  # (status, description): the registrar routes' own
-                status, description = status
-                schema = "RegistrarError"
+            if isinstance(status, tuple):  # (status, description[, schema]): the route's own
+                status, description, schema = (*status, "RegistrarError")[:3]
             else:
                 description, schema = ERRORS[status], "Error"
             operation["responses"][str(status)] = {"description": description,
@@ -172,7 +264,8 @@ def build_spec() -> dict:
         "200": {"description": "Text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}})
     spec.path(path="/openapi.json", operations={"get": {"summary": "This document", "responses": {
         "200": {"description": "OpenAPI 3", "content": {"application/json": {"schema": {"type": "object"}}}}}}})
-    return spec.to_dict()
+    webhooks = _webhooks(spec)
+    return {**spec.to_dict(), "x-webhooks": webhooks}
 
 
 @lru_cache(maxsize=1)

@@ -12,6 +12,7 @@ drift, 2 a usage or configuration error.
 - ``allocations``: list, check, history, release, renew, sweep.
 - ``pools``: the pools' DNS -- pools, dns pending, dns retry, drift, reconcile.
 - ``database``: db upgrade (Alembic).
+- ``webhooks``: the endpoints' deliveries, the messages, replay, enable.
 
 It may import anything of ``pdm_app`` but ``testing``; nothing of the service imports it.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 from flask.cli import ScriptInfo
 
 # Each module registers its commands on ``cli`` as it is imported.
-from . import allocations, database, pools  # noqa: F401
+from . import allocations, database, pools, webhooks  # noqa: F401
 from .base import PROG, app_from_environment, cli
 
 

@@ -5,6 +5,7 @@ carry out the operators' repairs with the same rules as the API and the console 
 - ``access.py``: who is signed in (a token's session, or an authenticating proxy) and
   the security headers;
 - ``pages.py``: the blueprint -- it parses, calls ``services`` and renders, nothing more;
+- ``webhooks.py``: the webhooks page, a blueprint nested in pages' (the same rules);
 - ``templates/console/``, ``static/``: the pages and their one stylesheet.
 
 Without PDM_SECRET_KEY (or PDM_SECRET_KEY_FILE) the console is off: its paths answer 503
@@ -35,7 +36,7 @@ def install(app: Flask, settings: Settings, book: TokenBook) -> None:
         app.register_blueprint(_off())
         log.warning("%s", OFF_DETAIL)
         return
-    from . import pages
+    from . import pages, webhooks  # noqa: F401 -- webhooks' blueprint joins pages.bp as it is imported
 
     app.secret_key = settings.secret_key
     app.config.update(

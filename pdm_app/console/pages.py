@@ -147,8 +147,7 @@ def logout():
 def pools():
     statuses = pdm().operators.pools()
     settings = pdm().settings
-    return _page("pools.html", pools=statuses, record_names=settings.tenant_records,
-                 max_records=settings.max_subhost_records, now=formatting.now())
+    return _page("pools.html", pools=statuses, max_records=settings.max_subhost_records, now=formatting.now())
 
 
 @bp.get("/pools/<pool>")

@@ -85,7 +85,7 @@ def finish(uow: Uow, backend: ZoneBackend, pool: str, snap: Snapshot, done: Conv
             late_write_until=until if late_write_possible else None,
             **done.state,
         )
-        record_events(tx, pool, snap, done, now, accepted)
+        record_events(tx, pool, snap, done, now, accepted, was_blocked)
     if refused:
         log.warning("dns pass for %s: not published, to take over nothing that is not the service's: %s", pool,
                     "; ".join(f"{sub} ({code})" for sub, (code, _) in sorted(done.refused.items())))
@@ -101,8 +101,11 @@ def finish(uow: Uow, backend: ZoneBackend, pool: str, snap: Snapshot, done: Conv
 
 
 def record_events(tx: UnitOfWork, pool: str, snap: Snapshot, done: Converged, now: datetime,
-                  accepted: bool) -> None:
+                  accepted: bool, was_blocked: str | None = None) -> None:
     events, worked = [], set()
+    if was_blocked:
+        events.append(event(pool, "", "pool-unblocked", DNS_CALLER, now, detail=f"was blocked ({was_blocked})",
+                            origin=DNS_ORIGIN))
     for w in snap.work:
         if (w.subdomain, w.action) in worked:
             continue
@@ -167,8 +170,12 @@ def block(uow: Uow, pool: str, work: list, exc: ZoneBlocked | UnreadableZone, no
     with uow() as tx:
         zone = tx.pool_zone(pool)
         since = zone.blocked_since if zone is not None and zone.blocked_reason == reason else None
+        newly_blocked = zone is None or zone.blocked_reason is None
         tx.update_pool_zone(pool, blocked_reason=reason, blocked_detail=detail, blocked_since=since or now,
                             last_pass_at=now)
+        if newly_blocked:
+            tx.record_event(pool, "", "pool-blocked", DNS_CALLER, now, detail=f"{reason}: {detail}"[:500],
+                            origin=DNS_ORIGIN)
         record_failure(tx, pool, work, f"blocked ({reason}): {detail}", now)
         tx.fail_work([w.id for w in work], f"blocked ({reason}): {detail}", when)
         # A block lasts until someone acts: no work behind it, no need to read often.

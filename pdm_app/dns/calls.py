@@ -42,7 +42,7 @@ class PacedIO:
         """``fn(*args, timeout=<what the budget leaves>, **kwargs)``, paced and counted."""
         self._pace()
         try:
-            return timed(command, fn, *args, timeout=remaining(*self._deadline), **kwargs)
+            return timed(self._backend.kind, command, fn, *args, timeout=remaining(*self._deadline), **kwargs)
         finally:
             self._mark_called()
 
@@ -66,7 +66,7 @@ class PacedIO:
                 raise LockLost("the registrar lock was lost (its database connection is gone)")
             timeout = remaining(*self._deadline)  # a write never sent cannot land late
             try:
-                return timed(command, fn, *args, timeout=timeout, **kwargs)
+                return timed(self._backend.kind, command, fn, *args, timeout=timeout, **kwargs)
             except Exception:  # whatever went wrong after the write was sent, it may land: re-raised
                 self._late_write_possible(self.pool)
                 raise
@@ -110,21 +110,23 @@ class LookingIO:
         raise WouldWrite(command)
 
 
-def timed(command: str, call, *args, **kwargs):
-    """``call(*args, **kwargs)``, counted and timed as ``command`` in the metrics."""
+def timed(provider: str, command: str, call, *args, **kwargs):
+    """``call(*args, **kwargs)``, counted and timed as ``provider``'s (the DNS host's
+    kind) ``command`` in the metrics. Outcomes: ok, throttled (the host asked every caller
+    to wait), transient-error, error."""
     started = time.monotonic()
     outcome = "ok"
     try:
         return call(*args, **kwargs)
     except RegistrarError as exc:
-        outcome = "transient-error" if exc.transient else "error"
+        outcome = "throttled" if exc.retry_after else "transient-error" if exc.transient else "error"
         raise
     except Exception:  # an answer the client could not read is a failed call too: re-raised
         outcome = "error"
         raise
     finally:
-        metrics.REGISTRAR_CALLS.labels(command, outcome).inc()
-        metrics.REGISTRAR_LATENCY.labels(command).observe(time.monotonic() - started)
+        metrics.REGISTRAR_CALLS.labels(command, outcome, provider).inc()
+        metrics.REGISTRAR_LATENCY.labels(command, provider).observe(time.monotonic() - started)
 
 
 def remaining(start: float, budget: float | None) -> float | None:

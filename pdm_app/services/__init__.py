@@ -6,6 +6,8 @@
 - ``operators``: the operators' tools and views -- an allocation, the pool's list, its
   history, the pools, the pending DNS work, a DNS pass now, drift and reconcile -- and
   the figures health, readiness and metrics read.
+- ``figures``: what /metrics reads of the database at scrape time, and the schema rule
+  /readyz and ``pdm_ready`` share.
 - ``base``: what both are built on.
 
 Customers' own domains (nameserver flips) are ``pdm_app.customer_domains.flips``.

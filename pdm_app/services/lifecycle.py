@@ -289,7 +289,8 @@ class Lifecycle(UseCases):
         return self.publisher.backend(pool).kind == "dynadot"
 
     def _check_room(self, tx: UnitOfWork, zone: PoolZone, pool: str) -> None:
-        needed = (tx.count_active(pool) + 1) * len(self.record_names) + zone.foreign_subhost_records
+        needed = domain.zone_subhost_records(tx.count_active(pool) + 1, self.record_names,
+                                             zone.foreign_subhost_records)
         if needed > self.max_subhost_records:
             raise DomainError(
                 "pool-full",

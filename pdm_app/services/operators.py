@@ -26,7 +26,9 @@ from ..domain import ACTIVE, RESERVED, Allocation, DomainError
 from ..models import PoolZone
 from ..redaction import redact
 from ..unit_of_work import UnitOfWork
+from . import figures as scrape
 from .base import UseCases, to_domain
+from .figures import Figures, Resync
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +59,6 @@ class Failing:
 
     error: str
     since: datetime | None
-
-
-@dataclass(frozen=True)
-class Resync:
-    """The pool's resync: when the last one that checked every name began, and the one
-    under way (PowerDNS, in slices): since when, names checked of those to check."""
-
-    last: datetime | None
-    started: datetime | None = None
-    checked: int = 0
-    total: int = 0
 
 
 @dataclass(frozen=True)
@@ -130,6 +121,9 @@ class PoolStatus:
     # last pass that reached the DNS ended, whatever came of it.
     oldest_pending: datetime | None = None
     last_pass: datetime | None = None
+    # Dynadot pools whose zone was read: the sub-host records its one write carries
+    # (``domain.zone_subhost_records``), which the registrar caps.
+    subhost_records: int | None = None
 
 
 @dataclass(frozen=True)
@@ -178,14 +172,6 @@ def _failing(zone: PoolZone | None) -> Failing | None:
     return Failing(zone.last_error, zone.failing_since)
 
 
-def _resync(zone: PoolZone | None) -> Resync:
-    if zone is None:
-        return Resync(None)
-    if zone.resync_started_at is None:
-        return Resync(zone.resynced_at)
-    return Resync(zone.resynced_at, zone.resync_started_at, zone.resync_checked, zone.resync_total)
-
-
 def _pending(work) -> PendingDns:
     return PendingDns(work.pool_domain, work.subdomain, work.action, work.attempts, work.created_at,
                       work.next_attempt_at, work.last_error)
@@ -193,12 +179,16 @@ def _pending(work) -> PendingDns:
 
 class Operators(UseCases):
     def __init__(self, session_factory: sessionmaker, publisher: DnsPublisher, *,
-                 ds_checker: Callable[[str, tuple[str, ...]], DsCheck] | None = None, **shared):
+                 ds_checker: Callable[[str, tuple[str, ...]], DsCheck] | None = None, max_subhost_records: int = 100,
+                 webhook_endpoints: tuple[str, ...] = (), **shared):
         """``ds_checker``: whether a resolver sees a PowerDNS pool's DS published
-        (``dns.powerdns.ds_check.check_ds``); ``shared``: the keywords of ``UseCases``
-        (pools, record names, DNS budget, clock)."""
+        (``dns.powerdns.ds_check.check_ds``); ``max_subhost_records`` and
+        ``webhook_endpoints`` (their names): for the figures; ``shared``: the keywords of
+        ``UseCases`` (pools, record names, DNS budget, clock)."""
         super().__init__(session_factory, publisher, **shared)
         self.ds_checker = ds_checker
+        self.max_subhost_records = max_subhost_records
+        self.webhook_endpoints = webhook_endpoints
 
     # -- the allocations and their history ----------------------------------------------
 
@@ -268,13 +258,16 @@ class Operators(UseCases):
             checked = None
             if backend == "powerdns" and check_ds and self.ds_checker is not None:
                 checked = self.ds_checker(pool, ds)
+            active = counts.get((pool, ACTIVE), 0)
+            foreign = zone.foreign_subhost_records if zone and zone.synced_at and backend == "dynadot" else None
             result.append(PoolStatus(
-                pool, counts.get((pool, ACTIVE), 0), counts.get((pool, RESERVED), 0),
+                pool, active, counts.get((pool, RESERVED), 0),
                 pending.get(pool, (0, None))[0], _blocked(zone),
-                zone.synced_at if zone else None,
-                zone.foreign_subhost_records if zone and zone.synced_at and backend == "dynadot" else None,
-                backend, ds, checked, failing=_failing(zone), resync=_resync(zone),
+                zone.synced_at if zone else None, foreign,
+                backend, ds, checked, failing=_failing(zone), resync=Resync.of(zone),
                 oldest_pending=pending.get(pool, (0, None))[1], last_pass=zone.last_pass_at if zone else None,
+                subhost_records=None if foreign is None else domain.zone_subhost_records(active, self.record_names,
+                                                                                         foreign),
             ))
         return result
 
@@ -376,21 +369,21 @@ class Operators(UseCases):
             for pool in self.managed_domains
         }
 
-    def figures(self) -> tuple[dict, dict, dict, dict, set, dict]:
-        """For /metrics: allocations by (pool, state), pending DNS work by pool, the age in
-        seconds of each pool's oldest pending change, the blocked pools' reasons, the
-        pools whose last pass failed, and each pool's ``Resync``."""
+    def record_ds_checks(self) -> dict[str, str]:
+        """Look up every PowerDNS pool's DS at its registrar (the job leader, now and then)
+        and keep what was found in its ``pool_zones`` row, where every process's figures
+        read it; pool -> status."""
+        found = {status.pool_domain: status.ds_check.status for status in self.pools() if status.ds_check}
+        now = self.clock()
         with self.uow() as tx:
-            counts = tx.allocation_counts()
-            summary = tx.pending_summary()
-            blocked = tx.blocked_pools()
-            failing = set(tx.failing_pools())
-            zones = tx.pool_zones()
-        now = domain.utcnow()
-        pending = {pool: n for pool, (n, _) in summary.items()}
-        oldest = {pool: max(0.0, (now - first).total_seconds()) for pool, (_, first) in summary.items()}
-        resyncs = {pool: _resync(zones.get(pool)) for pool in self.managed_domains}
-        return counts, pending, oldest, blocked, failing, resyncs
+            for pool, status in found.items():
+                tx.update_pool_zone(pool, ds_status=status, ds_checked_at=now)
+        return found
+
+    def figures(self) -> Figures:
+        """For /metrics: what the database holds of allocations, DNS work, pools, the
+        registrar's pauses and webhook deliveries (``services.figures``)."""
+        return scrape.read(self)
 
     def schema_revision(self) -> str | None:
         with self.uow() as tx:

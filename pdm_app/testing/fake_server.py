@@ -46,6 +46,13 @@ class Fault:
     route: str | None  # what it applies to (a route, a command), None for any
 
 
+class _Listener(ThreadingHTTPServer):
+    # socketserver's backlog of 5 drops the SYNs of a client opening more connections at
+    # once (each answered HTTP/1.0 request closes its own), which then wait a second for
+    # the retransmission: a delay that is the fake's, not the client's.
+    request_queue_size = 128
+
+
 class FakeServer:
     server_name = "fake"
     api_path = ""
@@ -82,7 +89,7 @@ class FakeServer:
         if self._server is not None:
             return self
         self._stopping.clear()
-        server = ThreadingHTTPServer((self.host, self.port), self._handler_class())
+        server = _Listener((self.host, self.port), self._handler_class())
         server.daemon_threads = True
         server.block_on_close = False  # stop() must not wait for a hung request
         self.port = server.server_address[1]

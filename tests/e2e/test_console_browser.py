@@ -3,6 +3,7 @@ chromedriver) on the app served over HTTP, against PostgreSQL, the fake Dynadot 
 local PowerDNS. axe-core checks every page, light and dark."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -16,10 +17,12 @@ from selenium.webdriver.common.by import By
 from sqlalchemy import insert
 
 from browser_support import LiveServer, axe_violations, chrome, color_scheme  # noqa: F401  (chrome: a fixture)
-from conftest import POOL, tenant_records
+from conftest import NOWHERE, POOL, tenant_records
 from pdm_app.auth import ApiToken
 from pdm_app.domain import utcnow
 from pdm_app.models import PoolAllocation
+from pdm_app.testing.webhook_receiver import new_secret
+from pdm_app.webhooks.endpoints import WebhookSettings, parse_endpoints
 
 KEY = "console-key-" + uuid.uuid4().hex
 OPERATOR_SECRET = "operator-" + uuid.uuid4().hex
@@ -278,7 +281,7 @@ def test_no_serious_accessibility_violation_on_any_page_light_or_dark(console, f
     pages = ["/console/", f"/console/pools/{POOL}", f"/console/pools/{POOL}/tenants/acme", "/console/changes",
              f"/console/pools/{POOL}/drift", f"/console/pools/{POOL}/retry",
              f"/console/pools/{POOL}/tenants/acme/release", f"/console/pools/{POOL}/tenants/held/renew",
-             "/console/pools/not-a-pool.example"]
+             "/console/pools/not-a-pool.example", "/console/webhooks"]
     found = {}
     for scheme in ("light", "dark"):
         color_scheme(console.driver, scheme)
@@ -302,12 +305,39 @@ def test_every_page_fits_a_phones_width(console, fake):
     try:
         for page in ("/console/", f"/console/pools/{POOL}", f"/console/pools/{POOL}/tenants/acme",
                      "/console/changes", f"/console/pools/{POOL}/drift", f"/console/pools/{POOL}/retry",
-                     f"/console/pools/{POOL}/tenants/acme/release"):
+                     f"/console/pools/{POOL}/tenants/acme/release", "/console/webhooks"):
             console.open(page)
             width = console.driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
             assert width[0] <= width[1], (page, width)
     finally:
         console.driver.set_window_size(1280, 900)
+
+
+def test_the_webhooks_page_with_endpoints_reads_well_and_replays_a_message(serve, app_factory, postgres_url, fake):
+    """The webhooks page with endpoints and messages (none delivered: nothing listens at
+    their URLs): no serious accessibility violation light or dark, a phone's width, and a
+    message replayed from its row."""
+    config = [{"url": NOWHERE + "/hooks", "secret": new_secret()},
+              {"url": NOWHERE, "secret": new_secret(), "name": "releases", "events": ["allocation.released"]}]
+    hooks = WebhookSettings(endpoints=parse_endpoints(json.dumps(config)))
+    console = serve(console_app(app_factory, postgres_url, webhooks=hooks))
+    console.activate("acme")
+    console.sign_in()
+    found = {}
+    for scheme in ("light", "dark"):
+        color_scheme(console.driver, scheme)
+        console.open("/console/webhooks")
+        found[scheme] = axe_violations(console.driver)
+    assert found == {"light": [], "dark": []}
+    console.driver.set_window_size(390, 844)
+    try:
+        width = console.driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], width
+    finally:
+        console.driver.set_window_size(1280, 900)
+    assert len(console.all("tbody tr")) == 3  # reserved, committed, published: for the first endpoint only
+    console.submit("tbody tr:first-child button")
+    assert console.path == "/console/webhooks" and "Replayed 1 message(s)" in console.text(".flash")
 
 
 def test_the_screenshot_files_the_readme_shows_are_pngs():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import ipaddress
 import os
 import re
@@ -49,7 +50,8 @@ SERVICE_VARIABLES = {
     "PDM_DNS_RETRY_INTERVAL", "PDM_RUN_JOBS", "GUNICORN_WORKERS", "GUNICORN_THREADS",
     "PROMETHEUS_MULTIPROC_DIR", "PDM_DNS_RESYNC_INTERVAL", "PDM_DNS_LATE_WRITE_WINDOW",
     "PDM_RESERVATION_MAX_TTL", "PDM_HISTORY_RETENTION", "PDM_RATE_LIMITS", "PDM_MAX_OPEN_RESERVATIONS",
-    "PDM_SECRET_KEY_FILE", "PDM_CONSOLE_IDLE_TIMEOUT",
+    "PDM_SECRET_KEY_FILE", "PDM_CONSOLE_IDLE_TIMEOUT", "PDM_WEBHOOK_RETRY_SCHEDULE", "PDM_WEBHOOK_TIMEOUT",
+    "PDM_WEBHOOK_RETENTION",
 }
 PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
 # The operators' console: the Secret the chart generates its key in, and its settings.
@@ -308,6 +310,31 @@ def test_secrets_come_from_existing_secrets(default):
     # Secret is the console's signing key, which it generates (mounted, not an env entry).
     assert [s["metadata"]["name"] for s in default.all("Secret")] == [CONSOLE_SECRET]
     assert not any(CONSOLE_SECRET in str(e) for e in default.container["env"])
+
+
+def test_webhooks_come_from_a_secret_of_their_own():
+    hooks = [{"url": "https://hooks.example.org/pdm", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+              "events": ["allocation.published"], "name": "catalyst-api"}]
+    rendered = Rendered({"webhooks": {"existingSecret": "pdm-webhooks", "publicUrl": "https://pdm.example.org"}})
+    (volume,) = [v for v in rendered.pod["volumes"] if v["name"] == "webhooks"]
+    assert volume["secret"]["secretName"] == "pdm-webhooks" and not volume["secret"].get("optional")
+    assert "whsec_" not in rendered.stream()  # the secrets are never in the chart's output
+    env = pod_environment(rendered, {"dynadot-api-credentials": {"api-key": "k"},
+                                     "pool-domain-manager-pg-app": {"uri": "postgresql://u:p@db:5432/pdm"},
+                                     "pdm-webhooks": {"webhooks.json": json.dumps(hooks)}})
+    settings = load_settings(env).webhooks
+    assert [(e.name, e.url, e.events) for e in settings.endpoints] == [
+        ("catalyst-api", "https://hooks.example.org/pdm", frozenset({"allocation.published"}))]
+    assert settings.retry_schedule == (5, 300, 1800, 7200, 18000, 36000, 36000)
+    assert (settings.timeout, settings.retention, settings.public_url) == (10, 7 * 86400, "https://pdm.example.org")
+    # Without the secret the pod does not start (rather than run without its webhooks).
+    with pytest.raises(MissingSecretKey, match="pdm-webhooks"):
+        pod_environment(rendered, {"dynadot-api-credentials": {"api-key": "k"},
+                                   "pool-domain-manager-pg-app": {"uri": "postgresql://u:p@db:5432/pdm"}})
+    # None configured by default: nothing mounted, nothing sent.
+    default = Rendered()
+    assert "PDM_WEBHOOKS_FILE" not in default.env() and not load_settings(
+        {**default.one("ConfigMap")["data"], "DYNADOT_API_KEY": "k", "PDM_AUTH": "operators"}).webhooks.endpoints
 
 
 def test_the_previous_registrar_secret_starts_the_pod(default):

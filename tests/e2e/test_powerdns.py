@@ -283,7 +283,7 @@ def test_powerdns_down_makes_only_dns_work_wait(make_app, powerdns, api):
     assert dns["backend"] == "powerdns" and dns["pendingChanges"] == 1
     assert "PowerDNS could not be reached" in dns["lastError"]
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert 'pdm_registrar_calls_total{command="pdns-get-rrsets",outcome="transient-error"}' in metrics
+    assert 'pdm_registrar_calls_total{command="pdns-get-rrsets",outcome="transient-error",provider="powerdns"}' in metrics
 
     powerdns.start()
     assert pass_now(app)

@@ -106,7 +106,7 @@ def test_metrics(app, client, fake):
     assert samples[f'pdm_allocations{{pool="{POOL}",state="reserved"}}'] == 1
     assert samples[f'pdm_dns_work_pending{{pool="{POOL}"}}'] == 1
     assert samples[f'pdm_dns_work_oldest_age_seconds{{pool="{POOL}"}}'] >= 0
-    assert samples['pdm_registrar_calls_total{command="get_dns",outcome="transient-error"}'] >= 1
+    assert samples['pdm_registrar_calls_total{command="get_dns",outcome="transient-error",provider="dynadot"}'] >= 1
     assert samples['pdm_http_requests_total{endpoint="/api/v1/pool/<domain>/reserve",method="POST",status="201"}'] >= 2
     assert any(k.startswith("pdm_http_request_duration_seconds_bucket") for k in samples)
     assert samples["pdm_database_up"] == 1

@@ -27,6 +27,7 @@ from conftest import POOL, ROOT, make_settings, postgres_problem, truncate
 from pdm_app import create_app
 from pdm_app.api.openapi import build_spec
 from pdm_app.auth import ApiToken
+from pdm_app.webhooks.events import EVENT_TYPES
 
 OPERATOR_SECRET = "fuzz-operator-secret-0123456789"
 # Enough to find what a generator finds; bounded so the suite stays minutes, not hours.
@@ -54,10 +55,26 @@ def test_every_route_of_the_app_is_documented(app):
         # The document is the JSON API's; the console's pages are not an API.
         if rule.endpoint == "static" or rule.endpoint.startswith(("console.", "console_off.")):
             continue
-        path = rule.rule.replace("<domain>", "{domain}").replace("<registrar>", "{registrar}")
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)  # <path:name> -> {name}
         assert path in documented, path
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert method.lower() in documented[path], (path, method)
+
+
+def test_every_webhook_event_is_documented_with_its_signature_headers(client):
+    doc = client.get("/openapi.json").get_json()
+    assert sorted(doc["x-webhooks"]) == sorted(EVENT_TYPES)
+    assert doc["components"]["schemas"]["WebhookEvent"]["properties"]["type"]["enum"] == list(EVENT_TYPES)
+    data = doc["components"]["schemas"]["WebhookEventData"]
+    assert set(data["required"]) == {"pool", "name", "state", "caller", "address", "link"}
+    assert set(data["properties"]) == set(data["required"]) | {"detail"}
+    for kind, entry in doc["x-webhooks"].items():
+        post = entry["post"]
+        assert post["description"] and {"2XX", "410", "429", "default"} <= set(post["responses"]), kind
+        assert [p["name"] for p in post["parameters"]] == ["webhook-id", "webhook-timestamp", "webhook-signature"]
+        body = post["requestBody"]["content"]["application/json"]["schema"]["allOf"]
+        assert body[0] == {"$ref": "#/components/schemas/WebhookEvent"}
+        assert body[1]["properties"]["type"]["enum"] == [kind]
 
 
 def test_errors_are_documented_with_the_error_body(client):

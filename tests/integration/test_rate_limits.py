@@ -105,7 +105,9 @@ def test_the_429_answers_are_documented(limited_app):
                ("/api/v1/pool/{domain}/renew", "post"), ("/api/v1/pool/{domain}/list", "get"),
                ("/api/v1/pool/{domain}/history", "get"), ("/api/v1/pool/{domain}/drift", "get"),
                ("/api/v1/pools", "get"), ("/api/v1/registrar/{registrar}/validate", "post"),
-               ("/api/v1/registrar/{registrar}/set-ns", "post"), ("/api/v1/registrar/{registrar}/history", "get")}
+               ("/api/v1/registrar/{registrar}/set-ns", "post"), ("/api/v1/registrar/{registrar}/history", "get"),
+               ("/api/v1/webhooks", "get"), ("/api/v1/webhooks/messages", "get"), ("/api/v1/webhooks/replay", "post"),
+               ("/api/v1/webhooks/endpoints/{name}/enable", "post")}
     for path, operations in doc["paths"].items():
         for method, operation in operations.items():
             assert ("429" in operation["responses"]) == ((path, method) in limited), (path, method)

@@ -12,7 +12,8 @@ from pdm_app.cli import cli
 PROG = "pool-domain-manager"
 
 COMMANDS = [[], ["pools"], ["list"], ["check"], ["history"], ["release"], ["renew"], ["sweep"], ["dns"],
-            ["dns", "pending"], ["dns", "retry"], ["drift"], ["reconcile"], ["db"], ["db", "upgrade"]]
+            ["dns", "pending"], ["dns", "retry"], ["drift"], ["reconcile"], ["db"], ["db", "upgrade"], ["webhooks"],
+            ["webhooks", "messages"], ["webhooks", "replay"], ["webhooks", "enable"]]
 
 
 @pytest.fixture(autouse=True)
