@@ -186,6 +186,15 @@ class UnitOfWork:
             stmt = stmt.where(PoolAllocation.subdomain.in_(sorted(names)))
         return {sub: state for sub, state in self.session.execute(stmt)}
 
+    def still_active(self, pool: str, names: Iterable[str]) -> set[str]:
+        """Which of ``names`` are active now, their rows share-locked to the end of the
+        transaction (PostgreSQL): a release of one waits until this transaction is over."""
+        stmt = (select(PoolAllocation.subdomain)
+                .where(PoolAllocation.pool_domain == pool, PoolAllocation.subdomain.in_(sorted(set(names))),
+                       PoolAllocation.state == domain.ACTIVE)
+                .with_for_update(read=True))
+        return set(self.session.execute(stmt).scalars())
+
     def save_allocation(self, row: PoolAllocation, allocation: domain.Allocation, now: datetime,
                         **columns) -> None:
         """Write a transition's allocation onto its row; ``columns``: other columns of the

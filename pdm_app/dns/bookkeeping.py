@@ -106,6 +106,11 @@ def record_events(tx: UnitOfWork, pool: str, snap: Snapshot, done: Converged, no
     if was_blocked:
         events.append(event(pool, "", "pool-unblocked", DNS_CALLER, now, detail=f"was blocked ({was_blocked})",
                             origin=DNS_ORIGIN))
+    # A tenant released since the pass read the table is not told "published" after its
+    # release (its removal follows); the rows are share-locked, so a release cannot commit
+    # between this look and the event.
+    published = {w.subdomain for w in snap.work if w.action == domain.PUBLISH and w.subdomain in snap.active}
+    live = tx.still_active(pool, published) if published else set()
     for w in snap.work:
         if (w.subdomain, w.action) in worked:
             continue
@@ -114,7 +119,7 @@ def record_events(tx: UnitOfWork, pool: str, snap: Snapshot, done: Converged, no
             continue  # recorded as dns-refused
         if w.action == domain.REMOVE:
             events.append(event(pool, w.subdomain, "dns-removed", DNS_CALLER, now, origin=DNS_ORIGIN))
-        elif w.subdomain in snap.active:
+        elif w.subdomain in live:
             events.append(event(pool, w.subdomain, "dns-published", DNS_CALLER, now, snap.active[w.subdomain],
                                     origin=DNS_ORIGIN))
     for sub, hosts in done.touched.items():

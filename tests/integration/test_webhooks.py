@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -358,3 +359,35 @@ def test_a_customer_domain_flip_is_told(db_url, fake, receiver):
         app.extensions["pdm"].engine.dispose()
     finally:
         kit.fake.stop()
+
+
+def test_race_a_tenant_released_while_its_publishing_pass_runs_is_not_told_published_after(make_app, receiver, fake):
+    """The commit's pass read the table (acme active, to publish) and waits at the
+    registrar; acme is released meanwhile. When the pass ends it must not tell
+    "published" after "released": the receiver would believe a released tenant live."""
+    app = make_app(endpoint(receiver))
+    client = app.test_client()
+    token = reserve(client, "acme")
+    commit(client, "bolt", reserve(client, "bolt"))  # the zone is read: acme's commit needs no read first
+    fake.hold()  # the commit's pass waits at the registrar, its snapshot taken
+    committing = threading.Thread(target=commit, args=(app.test_client(), "acme", token))
+    releasing = threading.Thread(target=lambda: app.test_client().delete(f"/api/v1/pool/{POOL}/release",
+                                                                        json={"subdomain": "acme"}))
+    committing.start()
+    try:
+        assert fake.wait_held(1, timeout=10)
+        releasing.start()  # its row change commits at once; its own pass waits for the lock
+        pdm = app.extensions["pdm"]
+        for _ in range(200):
+            with UnitOfWork(pdm.session_factory) as tx:
+                if tx.get_allocation(POOL, "acme") is None:
+                    break
+            time.sleep(0.01)
+    finally:
+        fake.release()  # the commit's pass goes on, within its budget, and ends
+        committing.join(30)
+        releasing.join(30)
+    app.extensions["pdm"].publisher.publish(POOL, [], budget=None)  # the release's removal
+    deliver(app)
+    assert [d.type for d in receiver.accepted if d.data["name"] == "acme"] == [
+        "allocation.reserved", "allocation.committed", "allocation.released", "allocation.unpublished"]
