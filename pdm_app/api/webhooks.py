@@ -33,12 +33,9 @@ def status():
 @limited("operator")
 def messages():
     args = load(schemas.WebhookMessagesQuery(), query_args("endpoint", "state", "limit", "before"))
-    # One more than asked: whether an older page exists.
-    found = webhooks().messages(endpoint=args["endpoint"], state=args["state"], before=args["before"],
-                                limit=args["limit"] + 1)
-    page = found[:args["limit"]]
-    return jsonify(schemas.WebhookMessagesSchema().dump(
-        {"messages": page, "next_before": page[-1].id if len(found) > len(page) else None}))
+    page = webhooks().messages(endpoint=args["endpoint"], state=args["state"], before=args["before"],
+                               limit=args["limit"])
+    return jsonify(schemas.WebhookMessagesSchema().dump(page))
 
 
 @bp.post("/replay")

@@ -115,11 +115,10 @@ def _status(as_json: bool) -> None:
 def messages(endpoint: str | None, state: str | None, limit: int, before: int | None, as_json: bool) -> None:
     """Webhook messages, newest first: pending (waiting, or sent again), delivered, or
     failed (given up after the retry schedule)."""
-    found = service().messages(endpoint=endpoint, state=state, before=before, limit=limit + 1)
-    page = found[:limit]
-    next_before = page[-1].id if len(found) > limit else None
+    found = service().messages(endpoint=endpoint, state=state, before=before, limit=limit)
+    page, next_before = found.messages, found.next_before
     if as_json:
-        emit_json(schemas.WebhookMessagesSchema().dump({"messages": page, "next_before": next_before}))
+        emit_json(schemas.WebhookMessagesSchema().dump(found))
         return
     if not page:
         click.echo("no messages")

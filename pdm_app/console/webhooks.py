@@ -32,11 +32,11 @@ def page():
     if size not in PAGE_SIZES:
         raise DomainError("invalid-request", f"size is one of {', '.join(map(str, PAGE_SIZES))}", 400)
     before = _int(request.args.get("before"), None)
-    found = service.messages(endpoint=endpoint, state=state, before=before, limit=size + 1)
-    messages = found[:size]
+    found = service.messages(endpoint=endpoint, state=state, before=before, limit=size)
+    messages = found.messages
     kept = {k: v for k, v in (("endpoint", endpoint), ("state", state), ("size", size if size != 50 else None)) if v}
-    next_url = (url_for("console.webhooks.page") + "?" + urlencode({**kept, "before": messages[-1].id})
-                if len(found) > size else None)
+    next_url = (url_for("console.webhooks.page") + "?" + urlencode({**kept, "before": found.next_before})
+                if found.next_before is not None else None)
     statuses = service.status()
     return render_template("console/webhooks.html", operator=g.operator, statuses=statuses, messages=messages,
                            kept=kept, next_url=next_url, states=STATES, sizes=PAGE_SIZES, first=before is None,

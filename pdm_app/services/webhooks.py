@@ -60,6 +60,15 @@ class Message:
                    row.delivered_at)
 
 
+@dataclass(frozen=True)
+class MessagesPage:
+    """Messages newest first; ``next_before``: the id to ask ``before`` for the next page
+    (None: this is the last)."""
+
+    messages: list[Message]
+    next_before: int | None
+
+
 class Webhooks:
     def __init__(self, session_factory: sessionmaker, settings: WebhookSettings,
                  clock: Callable[[], datetime] = domain.utcnow):
@@ -91,14 +100,17 @@ class Webhooks:
         return out
 
     def messages(self, *, endpoint: str | None = None, state: str | None = None, msg_id: str | None = None,
-                 before: int | None = None, limit: int = 50) -> list[Message]:
+                 before: int | None = None, limit: int = 50) -> MessagesPage:
         if state is not None and state not in STATES:
             raise DomainError("invalid-state", f"state must be one of {', '.join(STATES)}", 400)
         if msg_id is not None:
             self._check_msg_id(msg_id)
         with self.uow() as tx:
-            rows = tx.webhook_messages(endpoint=endpoint, state=state, msg_id=msg_id, before=before, limit=limit)
-            return [Message.of(r) for r in rows]
+            # One more than asked: whether an older page exists.
+            rows = tx.webhook_messages(endpoint=endpoint, state=state, msg_id=msg_id, before=before, limit=limit + 1)
+            found = [Message.of(r) for r in rows]
+        page = found[:limit]
+        return MessagesPage(page, page[-1].id if len(found) > limit else None)
 
     def replay(self, caller: str, *, msg_id: str | None = None, since: datetime | None = None,
                until: datetime | None = None, endpoint: str | None = None) -> int:
